@@ -1,0 +1,124 @@
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from astro_nb import runs
+from astro_nb.core import load_json
+from astro_nb.runs import ChapterError, chapter_params, find_chapters, load_profile, main, plan_runs
+from conftest import FIXTURES, ROOT
+
+
+def test_list_shows_only_chapters(fixture_nbs, capsys):
+    assert list(find_chapters(fixture_nbs)) == ["tiny"]          # 00_helper has no parameters cell
+    assert main(["list", "--nbs", str(fixture_nbs)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("tiny ")
+    assert "n_points: int = 50" in out[0] and "noise: float = 0.1" in out[0] and "label: str = 'tiny'" in out[0]
+
+
+def test_unknown_parameter_is_refused_with_valid_names(fixture_nbs, capsys, tmp_path):
+    rc = main(["run", "tiny", "--nbs", str(fixture_nbs), "-p", "n_point", "3", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "'n_point'" in err and "n_points: int = 50" in err
+    assert not (tmp_path / "r").exists()                          # refused before anything ran
+
+
+@pytest.mark.parametrize("name,value,msg", [("n_points", "3.5", "must be int"), ("noise", "abc", "must be float"),
+                                             ("fail", "maybe", "must be bool")])
+def test_wrong_type_is_refused(fixture_nbs, capsys, name, value, msg):
+    assert main(["run", "tiny", "--nbs", str(fixture_nbs), "-p", name, value]) == 1
+    err = capsys.readouterr().err
+    assert msg in err and repr(name) in err
+
+
+def test_unknown_study_and_missing_profile(fixture_nbs, capsys):
+    assert main(["run", "galaxies", "--nbs", str(fixture_nbs)]) == 1
+    assert "unknown study 'galaxies'" in capsys.readouterr().err and True
+    assert main(["run", "tiny", "--nbs", str(fixture_nbs), "--profile", "huge"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown profile 'huge'" in err and "paper" in err and "quick" in err
+
+
+def test_params_file_and_profile_priorities(fixture_nbs, tmp_path):
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text("noise: 0.3\nn_points: 60\n")
+    (study, nb, params), = plan_runs("tiny", str(FIXTURES / "profile.yaml"), str(pfile), {"n_points": "70"}, "cpu",
+                                     fixture_nbs)
+    assert params == {"n_points": 70, "noise": 0.3, "device": "cpu"}
+    (_, _, params), = plan_runs("tiny", str(FIXTURES / "profile.yaml"), None, None, None, fixture_nbs)
+    assert params == {"n_points": 80}
+    pfile.write_text("noise: [1, 2]\n")
+    with pytest.raises(ChapterError, match="must be float"):
+        plan_runs("tiny", "quick", str(pfile), None, None, fixture_nbs)
+    pfile.write_text("- not a mapping\n")
+    with pytest.raises(ChapterError, match="mapping"):
+        plan_runs("tiny", "quick", str(pfile), None, None, fixture_nbs)
+
+
+def test_run_end_to_end(fixture_nbs, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["run", "tiny", "--nbs", str(fixture_nbs), "-p", "n_points", "40", "-p", "label", "hello",
+               "--device", "cpu", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    metrics = load_json(out / "metrics.json")
+    assert metrics["n_points"] == 40 and abs(metrics["slope"] - 2.0) < 0.2
+    params = load_json(out / "params.json")
+    assert params["study"] == "tiny" and params["parameters"]["label"] == "hello"
+    assert params["parameters"]["n_points"] == 40 and params["parameters"]["seed"] == 0   # defaults recorded too
+    assert (out / "figures" / "line.png").stat().st_size > 1000
+    nb = nbformat.read(out / "tiny.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert "hello" in json.dumps(nb.cells[-1].outputs)
+    table = capsys.readouterr().out
+    assert "| tiny | run | slope |" in table and "| 2 | the line y = 2t + 1 |" in table
+    assert (out / "report.html").exists()
+
+
+def test_failing_cell_gives_short_error(fixture_nbs, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "astro_nb.runs", "run", "tiny", "--nbs", str(fixture_nbs),
+                           "-p", "fail", "true", "--out", str(tmp_path / "f"), "--no-progress"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "cell 4 failed: ValueError: asked to fail" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "f" / "tiny.ipynb").exists()              # the executed notebook keeps the traceback
+    assert load_json(tmp_path / "f" / "metrics.json")["n_points"] == 50   # what ran before the error is kept
+
+
+def test_report_collects_runs(fixture_nbs, tmp_path, capsys):
+    for n in ("30", "60"):
+        assert main(["run", "tiny", "--nbs", str(fixture_nbs), "-p", "n_points", n,
+                     "--out", str(tmp_path / f"r{n}"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "r30"), str(tmp_path / "r60"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| tiny | r30 | n_points | 30 |" in md and "| tiny | r60 | n_points | 60 |" in md
+    assert "<table" in (tmp_path / "rep" / "report.html").read_text()
+    assert main(["report", str(tmp_path / "nothing")]) == 1
+
+
+def test_paper_profile_names_declared_parameters():
+    "Every paper-profile entry for a chapter that exists must be a parameter that chapter declares."
+    chapters = find_chapters(ROOT / "nbs")
+    paper = load_profile("paper")
+    assert set(paper) >= {"mergers", "agn", "sed", "clusters"}
+    for study, nb in chapters.items():
+        declared = chapter_params(nb)
+        missing = [k for k in paper.get(study, {}) if k not in declared]
+        assert not missing, f"{study}: paper profile sets {missing}, not declared by {nb.name}"
+
+
+def test_chapters_follow_conventions():
+    "Each real chapter has one parameters cell with out_dir, device and seed."
+    for study, nb_path in find_chapters(ROOT / "nbs").items():
+        nb = nbformat.read(nb_path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{nb_path.name}: {len(tagged)} parameters cells"
+        assert {"out_dir", "device", "seed"} <= set(chapter_params(nb_path)), nb_path.name
+
+
+def test_readme_is_generated_from_index():
+    assert runs.build_docs(root=ROOT, check=True)
