@@ -371,6 +371,3 @@ def main(argv=None) -> int:
         print(f"astro-nb: {e}", file=sys.stderr)
         return 1
     return 2
-
-# %% ../nbs/01_runs.ipynb #df97bea1
-if __name__ == "__main__": sys.exit(main())

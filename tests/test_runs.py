@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -78,7 +79,8 @@ def test_run_end_to_end(fixture_nbs, tmp_path, capsys):
 
 
 def test_failing_cell_gives_short_error(fixture_nbs, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "astro_nb.runs", "run", "tiny", "--nbs", str(fixture_nbs),
+    exe = shutil.which("astro-nb") or pytest.fail("the astro-nb console script is not installed")
+    proc = subprocess.run([exe, "run", "tiny", "--nbs", str(fixture_nbs),
                            "-p", "fail", "true", "--out", str(tmp_path / "f"), "--no-progress"],
                           capture_output=True, text=True)
     assert proc.returncode == 1
