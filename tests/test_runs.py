@@ -124,3 +124,18 @@ def test_chapters_follow_conventions():
 
 def test_readme_is_generated_from_index():
     assert runs.build_docs(root=ROOT, check=True)
+
+
+def test_docs_write_readme_and_html_with_figures(fixture_nbs, tmp_path):
+    root = tmp_path / "proj"
+    (root / "nbs").mkdir(parents=True)
+    (root / "settings.ini").write_text("[DEFAULT]\n")
+    (root / "index.ipynb").write_text((ROOT / "index.ipynb").read_text())
+    with pytest.raises(ChapterError, match="stale"):
+        runs.build_docs(root=root, check=True)                     # no README yet
+    assert main(["run", "tiny", "--nbs", str(fixture_nbs), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    written = runs.build_docs([tmp_path / "r"], out=tmp_path / "docs", root=root)
+    assert (root / "README.md").read_text() == (ROOT / "README.md").read_text()
+    html_page = (tmp_path / "docs" / "tiny.html").read_text()
+    assert tmp_path / "docs" / "tiny.html" in written and "data:image/png;base64" in html_page
+    assert runs.build_docs(root=root, check=True)
