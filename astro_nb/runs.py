@@ -350,10 +350,14 @@ def _cmd_run(a):
     if not plans: print("no chapters to run"); return 0
     done = []
     for study, nb, params in plans:
-        run_dir = (Path(a.out) / study if len(plans) > 1 else Path(a.out)) if a.out else None
-        print(f"== {study}: {nb.name} {params or '(defaults)'}", flush=True)
-        done.append(run_chapter(study, nb, params, run_dir, progress_bar=not a.no_progress))
-        print(f"== {study}: done -> {done[-1]}", flush=True)
+        run_dir = (Path(a.out) / study if len(plans) > 1 else Path(a.out)) if a.out else new_run_dir(study)
+        print(f"== {study}: {nb.name} {params or '(defaults)'} -> {run_dir}", flush=True)
+        try: done.append(run_chapter(study, nb, params, run_dir, progress_bar=not a.no_progress))
+        except KeyboardInterrupt:
+            print(f"astro-nb: interrupted; what {study} wrote so far stays in {run_dir} "
+                  "(rerun with --out to resume into it)", file=sys.stderr)
+            return 130
+        print(f"== {study}: done", flush=True)
     print(report(done, out=Path(a.out) if a.out else None))
     return 0
 
