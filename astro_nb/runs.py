@@ -68,6 +68,17 @@ def find_chapters(nbs=None) -> dict:
 # %% ../nbs/01_runs.ipynb #d39fa1a3
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
+def _assigned_names(nb_path) -> list:
+    "Names assigned at the top level of the notebook's `parameters` cell, as python parses them."
+    import nbformat
+    nb = nbformat.read(nb_path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    names = []
+    for node in ast.parse(cell.source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
 @dataclass
 class Param:
     "One parameter of a chapter: name, type name, default (a python value) and help text."
@@ -82,8 +93,13 @@ class Param:
 def chapter_params(nb_path) -> dict:
     "The parameters of a chapter notebook, read by papermill's own inspection."
     import papermill as pm
+    inspected = pm.inspect_notebook(str(nb_path))
+    missed = [n for n in _assigned_names(nb_path) if n not in inspected]
+    if missed:   # papermill skips lines it cannot parse (e.g. a '=' inside a comment) with only a log warning
+        raise ChapterError(f"{Path(nb_path).name}: papermill cannot read parameter(s) {missed} in the parameters "
+                           "cell (keep one `name: type = literal  # help` per line, without '=' in the comment)")
     out = {}
-    for name, d in pm.inspect_notebook(str(nb_path)).items():
+    for name, d in inspected.items():
         try: default = ast.literal_eval(d["default"])
         except (ValueError, SyntaxError): default = d["default"]
         tname = d.get("inferred_type_name") or "None"

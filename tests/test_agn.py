@@ -1,0 +1,251 @@
+"Tests of the AGN study (arXiv:2307.04072): simulator, real-format loader, features, matching, classic cut."
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from astro_nb.agn import data, models, sim
+from astro_nb.banks import build_bank
+
+DATA = Path(__file__).parent / "data" / "agn_dc"
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    "A small synthetic survey written as the challenge's tables."
+    d = tmp_path_factory.mktemp("agn")
+    bank = build_bank(sim.simulate_survey, 1200, 400, d / "bank", seed=7, show_progress=False)
+    return bank, sim.write_tables(bank, d / "tables")
+
+
+# ---------------------------------------------------------------- simulator
+def test_class_proportions():
+    out = sim.simulate_survey(5000, np.random.default_rng(0), n_epochs=12)
+    frac = np.bincount(out["cls"], minlength=3) / 5000
+    np.testing.assert_allclose(frac, [93 / 377, 212 / 377, 72 / 377], atol=0.02)
+
+
+def test_cadence_seasons_and_counts():
+    t, counts = sim.stripe82_cadence(400, np.random.default_rng(1), n_epochs=60, years=10)
+    assert t.shape[:2] == (400, 5)
+    assert 50 < np.median(counts) < 70
+    assert ((~np.isnan(t[:, 0])).sum(1) == counts).all()
+    base = np.nanmax(t[:, 2], 1) - np.nanmin(t[:, 2], 1)
+    assert np.median(base) > 8 * 365                               # ~10-year baseline
+    doy = (t[:, 2] - sim.SEASON_START_MJD) % 365.25
+    assert np.nanmax(doy) < 92                                     # nothing outside Sept-Nov: seasonal gaps
+    dt = np.diff(t[:, 2], axis=1)
+    assert (dt[np.isfinite(dt)] >= 0).all()
+    # bands of one epoch are minutes apart, not the same instant
+    assert 0 < np.nanmax(np.abs(t[:, 1] - t[:, 2])) < 0.01
+
+
+def test_drw_statistics_recovered_by_fit():
+    "The DRW of bright simulated quasars is recovered by the fit (sigma to ~25%, tau within a factor ~2.5)."
+    out = sim.simulate_survey(4000, np.random.default_rng(2))
+    q = (out["cls"] == 2) & (out["psMag_g"] < 20.5)
+    assert q.sum() > 40
+    t, m, e = out["lc_mjd"][q, 1], out["lc_mag"][q, 1], out["lc_magerr"][q, 1]
+    sigma, tau = data.fit_drw(t, m, e)
+    true_sigma, true_tau = out["drw_sf"][q, 1] / np.sqrt(2), out["drw_tau_obs"][q]
+    assert 0.75 < np.median(sigma / true_sigma) < 1.25
+    assert 0.4 < np.median(tau / true_tau) < 2.5
+
+
+def test_drw_likelihood_matches_celerite2():
+    from celerite2 import GaussianProcess, terms
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.uniform(0, 2000, 40)); e = rng.uniform(0.02, 0.1, 40); y = rng.normal(0, 0.2, 40)
+    for s, tau in ((0.1, 30.0), (0.3, 500.0)):
+        gp = GaussianProcess(terms.RealTerm(a=s * s, c=1 / tau)); gp.compute(t, yerr=e)
+        assert data.drw_loglike(t[None], y[None], e[None], s, tau)[0, 0] == pytest.approx(gp.log_likelihood(y), abs=1e-8)
+
+
+def test_tables_use_challenge_columns(survey):
+    _, paths = survey
+    real_obj = pd.read_csv(DATA / "ObjectTable_sample.csv", nrows=1).columns
+    real_fs = pd.read_csv(DATA / "ForcedSourceTable_sample.csv").columns
+    obj = pd.read_parquet(paths["ObjectTable"])
+    fs = pd.read_parquet(paths["ForcedSourceTable"])
+    assert set(obj.columns) <= set(real_obj), set(obj.columns) - set(real_obj)
+    assert list(fs.columns) == list(real_fs)
+    assert len(obj) == 1200 and obj["objectId"].is_unique
+    assert set(fs["filter"].unique()) == {0, 1, 2, 3, 4}
+    assert obj["psParallax"].isna().mean() > 0.3                   # missing astrometry, as in the real table
+    assert fs["objectId"].is_monotonic_increasing                   # streamable
+    neg = fs["psFlux"] <= 0
+    assert fs.loc[neg, "psMag"].isna().all()                        # no magnitude for a negative flux
+
+
+# ---------------------------------------------------------------- loader
+def _write_obj(tmp_path, df, name="obj.csv"):
+    p = tmp_path / name; df.to_csv(p, index=False); return p
+
+
+def test_real_sample_rows_load():
+    obj, rep = data.load_object_table(DATA / "ObjectTable_sample.csv")
+    assert len(obj) == 3 and rep["n_unlabelled_dropped"] == 1 and rep["n_rows"] == 4
+    assert (obj["label"] == 0).all()
+    rep = {}
+    lcs = data.pad_light_curves(pd.read_csv(DATA / "ForcedSourceTable_sample.csv"), report=rep)
+    assert rep["n_epochs_without_mag"] == 1
+    assert (~np.isnan(lcs["t"][0, 0])).sum() == 2 and np.isnan(lcs["t"][0, 1:]).all()
+
+
+def test_loader_bad_inputs(tmp_path):
+    base = pd.read_csv(DATA / "ObjectTable_sample.csv")
+    with pytest.raises(ValueError, match=r"lacks the required columns \['psMag_g'\]"):
+        data.load_object_table(_write_obj(tmp_path, base.drop(columns="psMag_g")))
+    with pytest.raises(TypeError, match="psMag_r"):
+        data.load_object_table(_write_obj(tmp_path, base.assign(psMag_r=["a", "b", "c", "d"])))
+    with pytest.raises(ValueError, match="unknown class labels \\['Blazar'\\]"):
+        data.load_object_table(_write_obj(tmp_path, base.assign(**{"class": ["Star", "Blazar", "Star", None]})))
+    with pytest.raises(ValueError, match="duplicated objectId"):
+        data.load_object_table(_write_obj(tmp_path, base.assign(objectId=1)))
+    with pytest.raises(FileNotFoundError):
+        data.load_object_table(tmp_path / "nope.parquet")
+    with pytest.raises(ValueError, match="unknown format"):
+        data.load_object_table(_write_obj(tmp_path, base, "obj.txt"))
+    # the paper's merged labels are folded into Qso and counted
+    obj, rep = data.load_object_table(_write_obj(tmp_path, base.assign(**{"class": ["Agn", "highZQso", "Gal", None]})))
+    assert list(obj["class"]) == ["Qso", "Qso", "Gal"] and rep["merged_into_Qso"] == {"Agn": 1, "highZQso": 1}
+    obj, rep = data.load_object_table(_write_obj(tmp_path, base), labelled_only=False)
+    assert len(obj) == 4 and obj["label"].iloc[3] == -1
+
+
+def test_forced_source_bad_inputs(tmp_path):
+    fs = pd.read_csv(DATA / "ForcedSourceTable_sample.csv")
+    with pytest.raises(ValueError, match="filter must be an integer 0-4"):
+        data.pad_light_curves(fs.assign(filter=[0, 5, 0]))
+    with pytest.raises(ValueError, match=r"lacks the required columns \['mjd'\]"):
+        data.pad_light_curves(fs.drop(columns="mjd"))
+    with pytest.raises(TypeError, match="psMagErr"):
+        data.pad_light_curves(fs.assign(psMagErr=["x", "y", "z"]))
+    unsorted = pd.concat([fs.assign(objectId=2), fs.assign(objectId=1)], ignore_index=True)
+    p = tmp_path / "fs.parquet"; unsorted.to_parquet(p)
+    with pytest.raises(ValueError, match="sorted by objectId"):
+        list(data.iter_light_curves(p))
+    p2 = tmp_path / "fs2.parquet"; fs.drop(columns="psMag").to_parquet(p2)
+    with pytest.raises(ValueError, match="psMag"):
+        list(data.iter_light_curves(p2))
+
+
+def test_empty_light_curves_counted(survey, tmp_path):
+    "Objects without epochs and bands with too few epochs are counted, and their rows dropped with a count."
+    _, paths = survey
+    objects, _ = data.load_object_table(paths["ObjectTable"])
+    fs = pd.read_parquet(paths["ForcedSourceTable"])
+    gone = objects["objectId"].iloc[:5].to_numpy()
+    fs = fs[~fs["objectId"].isin(gone)]
+    few = objects["objectId"].iloc[5]
+    fs = fs[~((fs["objectId"] == few) & (fs["filter"] == 1))]                    # no g epochs
+    p = tmp_path / "fs.parquet"; fs.to_parquet(p)
+    feats, maps, rep = data.extract_features(p, objects["objectId"].iloc[:60].to_numpy(), show_progress=False)
+    assert rep["n_objects_without_epochs"] == 5 and len(feats) == 55 and len(maps) == 55
+    assert np.isnan(feats.loc[few, "amplitude_g"]) and feats.loc[few, "n_epochs_g"] == 0
+    ds = data.make_dataset(objects.iloc[:60], feats)
+    assert ds["report"]["n_dropped_nan"] >= 6
+    assert ds["report"]["n_train"] + ds["report"]["n_blinded"] == 60 - ds["report"]["n_dropped_nan"]
+
+
+def test_streaming_matches_whole_table(survey):
+    "Row-group streaming (with objects carried across groups) gives the same light curves as one read."
+    _, paths = survey
+    fs = pd.read_parquet(paths["ForcedSourceTable"])
+    whole = data.pad_light_curves(fs)
+    batches = list(data.iter_light_curves(paths["ForcedSourceTable"]))
+    assert len(batches) == 3
+    ids = np.concatenate([b["objectId"] for b in batches])
+    np.testing.assert_array_equal(ids, whole["objectId"])
+    E = whole["t"].shape[-1]
+    got = np.concatenate([np.pad(b["m"], ((0, 0), (0, 0), (0, E - b["m"].shape[-1])), constant_values=np.nan) for b in batches])
+    np.testing.assert_array_equal(got, whole["m"])
+
+
+# ---------------------------------------------------------------- features and models
+def test_features_separate_classes(survey):
+    _, paths = survey
+    objects, _ = data.load_object_table(paths["ObjectTable"])
+    feats, maps, rep = data.extract_features(paths["ForcedSourceTable"], objects["objectId"].to_numpy(), show_progress=False)
+    assert maps.shape == (1200, 3, 32, 32) and np.nanmax(maps.astype(float)) <= 1.0
+    f = objects.set_index("objectId").join(feats)
+    q, g = f["label"] == 2, f["label"] == 1
+    assert f.loc[q, "stetson_K_g"].median() != f.loc[g, "stetson_K_g"].median()
+    assert f.loc[q, "chi2_g"].median() > 3 * f.loc[g, "chi2_g"].median()
+    assert f.loc[q, "drw_sigma_g"].median() > f.loc[g, "drw_sigma_g"].median() + 0.5      # log10 sigma
+    groups = data.feature_groups()
+    assert set(groups) == {"photometry", "colours", "morphology", "variability", "astrometry"}
+    full = data.make_dataset(objects, feats, seed=0)
+    novar = data.make_dataset(objects, feats, ("photometry", "colours", "morphology"), seed=0)
+    assert not any(n in novar["names"] for n in groups["variability"])
+    acc = models.fit_and_score(models.make_rf(100, n_jobs=1), full["X_train"], full["y_train"], full["X_blind"], full["y_blind"])
+    assert acc["accuracy"] > 0.9
+    # the blinded set never overlaps the training set
+    assert not set(full["id_train"]) & set(full["id_blind"])
+
+
+def test_hungarian_matching_hand_made():
+    acc, mapping = models.hungarian_match([0, 0, 0, 1, 1, 2, 2, 2], [1, 1, 1, 2, 2, 0, 0, 2])
+    assert mapping == {1: 0, 2: 1, 0: 2} and acc == pytest.approx(7 / 8)
+    acc, mapping = models.hungarian_match([0, 1, 2], [0, 0, 0])     # one cluster: only one class can match
+    assert acc == pytest.approx(1 / 3)
+
+
+def test_classic_cut_hand_made():
+    sel = models.classic_qso_selection(
+        r_gr=[0.8, 0.8, 0.8, 0.8, 0.2, 0.8, 0.8, 0.5],
+        sigma_g=[0.2, 0.2, 0.2, 0.2, 0.2, 0.04, 0.2, 0.1],
+        extendedness_g=[0.1, 0.95, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+        g_r=[0.1, 0.1, 0.7, 0.1, 0.1, 0.1, -0.4, 0.1],
+        r_i=[0.1, 0.1, 0.1, 0.7, 0.1, 0.1, 0.1, 0.1])
+    np.testing.assert_array_equal(sel, [True, False, False, False, False, False, False, True])
+    # wedge edges: sigma_g must lie between exp(-r-2) and exp(1.3 r - 1.7)
+    r = 0.5
+    assert models.classic_qso_selection(r, np.exp(-r - 2) * 1.01, 0, 0, 0)
+    assert not models.classic_qso_selection(r, np.exp(1.3 * r - 1.7) * 1.01, 0, 0, 0)
+    c, p = models.completeness_purity([1, 1, 1, 0], [1, 1, 0, 1])
+    assert (c, p) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+
+
+def test_gr_correlation():
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.uniform(0, 3000, (1, 30)), 1)
+    s = rng.normal(0, 0.2, (1, 30))
+    m_r = 0.7 * s
+    s_out = s.copy(); s_out[0, 3] += 5.0                            # one wild epoch, removed by clipping
+    r, sig, n = models.gr_correlation(t, s_out, t + 0.003, m_r)
+    assert n[0] == 29 and r[0] > 0.99
+    r, _, _ = models.gr_correlation(t, s, t + 0.5, m_r)               # no epochs within 0.02 d
+    assert np.isnan(r[0])
+
+
+def test_ann_checkpoint_resume(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5)); y = (X[:, 0] > 0).astype(int)
+    ck = tmp_path / "ann.pt"
+    a = models.ANNClassifier(epochs=2, checkpoint=ck).fit(X, y)
+    assert ck.exists() and len(a.losses_) == 2
+    b = models.ANNClassifier(epochs=3, checkpoint=ck).fit(X, y)
+    assert len(b.losses_) == 1                                      # resumed at epoch 2
+    c = models.ANNClassifier(epochs=2, checkpoint=ck).fit(X[:, :4], y)
+    assert len(c.losses_) == 2                                      # another model's checkpoint: from scratch
+
+
+def test_ann_is_seeded():
+    "Two fits with the same seed give the same predictions, whatever ran before."
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(150, 4)); y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    import torch
+    p1 = models.ANNClassifier(epochs=2, seed=3).fit(X, y).predict_proba(X)
+    torch.rand(10)                                                  # disturb the global torch stream
+    p2 = models.ANNClassifier(epochs=2, seed=3).fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(p1, p2, rtol=1e-6)
+
+
+def test_metrics():
+    m = models.classification_metrics([0, 1, 2, 2], [0, 1, 1, 2])
+    assert m["accuracy"] == 0.75 and m["precision"]["Gal"] == 0.5 and m["recall"]["Qso"] == 0.5
+    np.testing.assert_allclose(np.asarray(m["confusion_true"]).sum(1), 1)
+    with pytest.raises(ValueError, match="shape"):
+        models.confusion([0, 1], [0])

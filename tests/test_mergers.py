@@ -1,0 +1,271 @@
+"Tests of study 1 (galaxy mergers): simulator, FITS loader, splits, model training/resume, metrics."
+import numpy as np
+import pytest
+
+from astro_nb.mergers import data, sim
+
+
+# ---------------------------------------------------------------- simulator
+@pytest.fixture(scope="module")
+def small_bank_arrays():
+    return sim.simulate_mergers(6, np.random.default_rng(11), image_size=40, merger_fraction=0.5)
+
+
+def test_six_angles_per_system(small_bank_arrays):
+    a = small_bank_arrays
+    assert a["images"].shape == (6, 6, 3, 40, 40)
+    ds = data.from_bank_arrays(a)
+    ids, counts = np.unique(ds.system, return_counts=True)
+    assert (counts == 6).all() and len(ids) == 6
+    # the six angles of one system are different images of one configuration, not copies
+    im = a["images"][0, :, 2]
+    assert not np.allclose(im[0], im[1])
+
+
+def test_labels_consistent():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        s = sim.sample_system(rng, merger=bool(rng.random() < 0.5))
+        lab = s["labels"]
+        if lab["label"]:
+            assert 0.1 <= lab["q"] <= 1 and lab["stage"] in (1, 2)
+            assert len(s["components"]) >= 2
+        else:
+            assert lab["q"] == 0 and lab["stage"] == 0
+        assert np.isclose(lab["log_ssfr"], np.log10(lab["sfr"]) - lab["log_mstar"])
+        assert 1.0 <= lab["z"] <= 1.5
+
+
+def test_labels_consistent_with_images():
+    # noise-free images: the image flux follows the catalogue mass, and early mergers show their companion
+    o = sim.simulate_mergers(10, np.random.default_rng(3), image_size=48, noise=False, p_satellite=0.0,
+                             merger_fraction=0.0)
+    flux = o["images"][:, :, 2].sum((2, 3)).mean(1)
+    assert np.corrcoef(np.log10(flux), o["log_mstar"])[0, 1] > 0.7
+    rng = np.random.default_rng(4)
+    s = sim.sample_system(rng, merger=True, p_late=0.0, p_satellite=0.0, logm_min=10.5)
+    assert s["labels"]["stage"] == 1 and s["labels"]["sep_kpc"] >= 4
+    # a view perpendicular to the separation shows the companion where the geometry puts it
+    pos2 = s["components"][1]["pos"]
+    v = sim._unit(np.cross(pos2, [0.3, 0.1, 1.0]))
+    img = sim.render_view(s, v, image_size=151)
+    e1, e2 = sim.projection_basis(v)
+    kpc = float(sim._at(s["labels"]["z"], "kpc_per_arcsec"))
+    x, y = pos2 @ e1 / kpc / sim.PIXEL_SCALE + 75, pos2 @ e2 / kpc / sim.PIXEL_SCALE + 75
+    patch = img[2, int(round(y)) - 2:int(round(y)) + 3, int(round(x)) - 2:int(round(x)) + 3]
+    far = img[2, 5:10, 5:10]
+    assert patch.mean() > 10 * max(far.mean(), 1e-6)
+
+
+def test_noise_level():
+    z = sim.add_noise(np.zeros((3, 128, 128)), np.random.default_rng(0), "deep")
+    assert np.allclose(z.std((1, 2)), sim.sky_rms("deep"), rtol=0.05)
+
+
+def test_bank_resumable(tmp_path):
+    from astro_nb.banks import build_bank
+    p = tmp_path / "b"
+    b = build_bank(sim.simulate_mergers, 4, 2, p, seed=1, params={"image_size": 24}, show_progress=False)
+    first = b.arrays(["images"])["images"]
+    (p / "chunk-000001.npz").unlink()              # a build killed half-way
+    b2 = build_bank(sim.simulate_mergers, 4, 2, p, seed=1, params={"image_size": 24}, show_progress=False)
+    assert np.array_equal(b2.arrays(["images"])["images"], first)
+
+
+# ---------------------------------------------------------------- splits
+def test_split_no_leakage():
+    ids = np.repeat(np.arange(57), 6); y = np.repeat(np.arange(57) % 2, 6)
+    sp = data.split_by_system(ids, y, seed=3)
+    sets = {k: set(ids[m]) for k, m in sp.items()}
+    assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"])
+    assert sum(m.sum() for m in sp.values()) == len(ids)
+    for m in sp.values():
+        u, c = np.unique(ids[m], return_counts=True)
+        assert (c == 6).all()
+    with pytest.raises(ValueError, match="different labels"):
+        data.split_by_system([0, 0], [0, 1])
+
+
+# ---------------------------------------------------------------- loader
+@pytest.fixture
+def fits_folder(tmp_path, small_bank_arrays):
+    ds = data.from_bank_arrays({k: v[:2] for k, v in small_bank_arrays.items()})
+    data.write_fits_cutouts(ds, tmp_path / "cut")
+    return tmp_path / "cut", ds
+
+
+def test_loader_roundtrip(fits_folder, tmp_path):
+    folder, ds = fits_folder
+    back = data.load_fits_cutouts(folder)
+    assert back.images.shape == ds.images.shape and np.allclose(back.images, ds.images)
+    assert (back.y == ds.y).all()
+    data.write_fits_cutouts(ds, tmp_path / "pb", per_band=True, table_name="labels.ecsv")
+    back2 = data.load_fits_cutouts(tmp_path / "pb", table="labels.ecsv")
+    assert np.allclose(back2.images, ds.images)
+
+
+def test_loader_not_fits(fits_folder):
+    folder, _ = fits_folder
+    (folder / "0_3.fits").write_text("hello, not a FITS file")
+    with pytest.raises(data.CutoutError, match="0_3.fits"):
+        data.load_fits_cutouts(folder)
+
+
+def test_loader_truncated(fits_folder):
+    folder, _ = fits_folder
+    p = folder / "1_2.fits"
+    p.write_bytes(p.read_bytes()[:4000])
+    with pytest.raises(data.CutoutError, match="1_2.fits"):
+        data.load_fits_cutouts(folder)
+
+
+def test_loader_wrong_band_count_and_shape(fits_folder):
+    from astropy.io import fits
+    folder, _ = fits_folder
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((40, 40), np.float32))]).writeto(folder / "0_0.fits", overwrite=True)
+    with pytest.raises(data.CutoutError, match=r"0_0.fits has 1 image HDU"):
+        data.load_fits_cutouts(folder)
+    fits.HDUList([fits.PrimaryHDU()] + [fits.ImageHDU(np.ones((30, 30), np.float32)) for _ in range(3)]).writeto(folder / "0_0.fits", overwrite=True)
+    with pytest.raises(data.CutoutError, match=r"0_\d.fits has shape"):
+        data.load_fits_cutouts(folder)
+
+
+def test_loader_nan_only(fits_folder):
+    from astropy.io import fits
+    folder, _ = fits_folder
+    fits.HDUList([fits.PrimaryHDU()] + [fits.ImageHDU(np.full((40, 40), np.nan, np.float32)) for _ in range(3)]).writeto(folder / "1_4.fits", overwrite=True)
+    with pytest.raises(data.CutoutError, match="1_4.fits holds only NaN"):
+        data.load_fits_cutouts(folder)
+
+
+def test_loader_labels_without_images_and_reverse(fits_folder):
+    folder, _ = fits_folder
+    (folder / "1_5.fits").unlink()
+    with pytest.raises(data.CutoutError, match="1_5.fits is missing"):
+        data.load_fits_cutouts(folder)
+    (folder / "0_0.fits").rename(folder / "1_5.fits")   # restore 1_5 ...
+    import shutil
+    shutil.copy(folder / "1_5.fits", folder / "0_0.fits")
+    shutil.copy(folder / "1_5.fits", folder / "7_2.fits")   # ... and add an image that has no label
+    with pytest.raises(data.CutoutError, match="without a label row.*7_2"):
+        data.load_fits_cutouts(folder)
+
+
+def test_label_table_errors(fits_folder):
+    folder, _ = fits_folder
+    t = (folder / "labels.csv").read_text().splitlines()
+    (folder / "bad.csv").write_text("\n".join([t[0].replace(",q,", ",qq,")] + t[1:]))
+    with pytest.raises(data.CutoutError, match=r"bad.csv lacks column.*'q'"):
+        data.load_fits_cutouts(folder, table="bad.csv")
+    hdr = t[0].split(","); li = hdr.index("label")
+    rows = [r.split(",") for r in t[1:]]; rows[0][li] = "3"
+    (folder / "bad2.csv").write_text("\n".join([t[0]] + [",".join(r) for r in rows]))
+    with pytest.raises(data.CutoutError, match="bad2.csv: column 'label'"):
+        data.load_fits_cutouts(folder, table="bad2.csv")
+    with pytest.raises(data.CutoutError, match="does not exist"):
+        data.load_fits_cutouts(folder / "nowhere")
+
+
+def test_preprocess():
+    x = np.random.default_rng(0).normal(size=(2, 3, 40, 40)).astype(np.float32)
+    out = data.preprocess(x, 32)
+    assert out.shape == (2, 3, 32, 32) and out.min() >= 0 and out.max() <= 1 + 1e-6
+
+
+# ---------------------------------------------------------------- model
+def test_train_checkpoint_resume(tmp_path):
+    import torch
+    from astro_nb.mergers import model
+    rng = np.random.default_rng(0)
+    X = rng.random((16, 3, 24, 24)).astype(np.float32); y = np.arange(16) % 2
+    Xv, yv = X[:6], y[:6]
+    torch.manual_seed(5); a = model.make_resnet18()
+    model.train_classifier(a, X, y, Xv, yv, checkpoint=tmp_path / "a.pt", max_epochs=2, batch_size=8, show_progress=False, device="cpu")
+    torch.manual_seed(5); b = model.make_resnet18()
+    h1 = model.train_classifier(b, X, y, Xv, yv, checkpoint=tmp_path / "b.pt", max_epochs=1, batch_size=8, show_progress=False, device="cpu")
+    assert (tmp_path / "b.pt").exists() and h1["epochs_run"] == 1
+    c = model.make_resnet18()                      # a new process after the kill: fresh weights, same checkpoint
+    h2 = model.train_classifier(c, X, y, Xv, yv, checkpoint=tmp_path / "b.pt", max_epochs=2, batch_size=8, show_progress=False, device="cpu")
+    assert h2["epoch"] == [1, 2]
+    for k, v in a.state_dict().items():
+        assert torch.allclose(v.float(), c.state_dict()[k].float(), atol=1e-5), k
+    p = model.predict_proba(c, Xv, device="cpu")
+    assert p.shape == (6,) and ((p >= 0) & (p <= 1)).all()
+    assert model.penultimate_features(c, Xv, device="cpu").shape == (6, 512)
+
+
+def test_early_stopping_patience(tmp_path):
+    import torch
+    from astro_nb.mergers import model
+    rng = np.random.default_rng(1)
+    X = rng.random((8, 3, 16, 16)).astype(np.float32); y = np.arange(8) % 2
+    torch.manual_seed(0); net = model.make_resnet18()
+    # with lr = 0 only BatchNorm's running statistics move: the validation loss soon stops improving
+    h = model.train_classifier(net, X, y, X, y, max_epochs=20, lr=0.0, patience=2, batch_size=8, show_progress=False, device="cpu")
+    vl = h["val_loss"]
+    assert h["stopped_early"] and h["epochs_run"] < 20 and len(vl) == h["epochs_run"]
+    best = min(vl[:-2])
+    assert all(v > best - 5e-4 for v in vl[-2:])                    # the last `patience` epochs did not improve
+    assert h["best_val_loss"] <= best + 5e-4           # within min_delta of the best epoch
+
+
+def test_no_download_and_bad_weights(tmp_path):
+    from astro_nb.mergers import model
+    (tmp_path / "w.pt").write_bytes(b"")
+    with pytest.raises(Exception):
+        model.make_resnet18(weights_path=tmp_path / "w.pt")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        model.make_resnet18(weights_path=tmp_path / "missing.pt")
+
+
+# ---------------------------------------------------------------- metrics
+def test_metric_definitions():
+    from astro_nb.mergers import evaluate as ev
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    p = np.array([.9, .8, .6, .2, .7, .3, .1, .1, .4, .2])
+    m = ev.classification_metrics(y, p)
+    tp, fp, fn, tn = 3, 1, 1, 5
+    assert m["confusion"] == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    assert np.isclose(m["accuracy"], 0.8) and np.isclose(m["purity"], tp / (tp + fp)) and np.isclose(m["completeness"], tp / (tp + fn))
+    assert np.isclose(m["f1"], 2 * 0.75 * 0.75 / 1.5)
+    assert np.isclose(m["brier"], np.mean((p - y) ** 2))
+    from sklearn.metrics import roc_auc_score
+    assert np.isclose(m["roc_auc"], roc_auc_score(y, p))
+    # ECE by hand with 10 bins
+    bins = np.minimum((p * 10).astype(int) - (np.isclose(p * 10 % 1, 0) & (p > 0)), 9)
+    ece = sum(np.sum(bins == b) / len(p) * abs(p[bins == b].mean() - y[bins == b].mean()) for b in np.unique(bins))
+    assert np.isclose(m["ece"], ece)
+    assert ev.expected_calibration_error([1, 0], [1.0, 0.0]) == 0.0
+
+
+def test_angle_statistics_and_breakdowns():
+    from astro_nb.mergers import evaluate as ev
+    system = np.repeat([0, 1, 2, 3], 6); y = np.repeat([1, 1, 1, 0], 6)
+    pred = np.concatenate([[1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0], [0] * 6, [0] * 6])
+    s = ev.angle_statistics(system, y, pred)
+    assert np.isclose(s["frac_mergers_correct_any_angle"], 2 / 3)
+    assert np.isclose(s["frac_mergers_correct_majority"], 1 / 3)
+    assert np.isclose(s["accuracy_ceiling_best_angle"], 3 / 4) and np.isclose(s["accuracy_majority_vote"], 2 / 4)
+    b = ev.accuracy_by(y, pred, ev.q_class(np.repeat([0.15, 0.5, 0.3, 0.0], 6)))
+    assert b["minor"]["n"] == 6 and np.isclose(b["minor"]["accuracy"], 1 / 6)
+    assert np.isclose(b["major"]["accuracy"], 4 / 12) and b["nonmerger"]["accuracy"] == 1.0
+
+
+def test_latent_r2_against_null():
+    from astro_nb.mergers import evaluate as ev
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(30), 6); v = np.repeat(rng.normal(size=30), 6)
+    good = ev.latent_property_r2(np.c_[v + 0.05 * rng.normal(size=180), rng.normal(size=180)], v, g, n_perm=10)
+    bad = ev.latent_property_r2(rng.normal(size=(180, 2)), v, g, n_perm=10)
+    assert good["r2"] > 0.8 > good["null_p95"] and bad["r2"] < 0.3
+
+
+def test_morphology_cuts():
+    from astro_nb.mergers import evaluate as ev
+    assert ev.gini_m20_merger([0.55], [-1.5])[0] and not ev.gini_m20_merger([0.5], [-1.5])[0]   # line at 0.54
+    assert ev.asymmetry_merger([0.36])[0] and not ev.asymmetry_merger([0.34])[0]
+    im = sim.render_view(sim.sample_system(np.random.default_rng(2), merger=False, logm_min=10.5),
+                         sim.view_directions(np.random.default_rng(0))[0], image_size=64)
+    im = sim.add_noise(im, np.random.default_rng(1))[2]
+    m = ev.measure_morphology(im)
+    assert 0 < m["gini"] < 1 and m["m20"] < 0 and m["flag"] <= 2
