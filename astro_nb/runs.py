@@ -204,8 +204,8 @@ def plan_runs(studies, profile="quick", params_file=None, cli_params=None, devic
     if unknown:
         raise ChapterError(f"unknown study {', '.join(map(repr, unknown))}; chapters: {', '.join(chapters) or '(none found)'}")
     prof = load_profile(profile) if profile else {}
-    fparams = _read_yaml(Path(params_file), "params file") if params_file else {}
     if params_file and not Path(params_file).exists(): raise ChapterError(f"params file {params_file} not found")
+    fparams = _read_yaml(Path(params_file), "params file") if params_file else {}
     strict = len(studies) == 1
     declared = {s: chapter_params(chapters[s]) for s in studies}
     if not strict:   # several chapters: a name must be declared by at least one of them
@@ -214,9 +214,8 @@ def plan_runs(studies, profile="quick", params_file=None, cli_params=None, devic
             if orphan: raise ChapterError(f"{src}: no chapter among {studies} declares {orphan}")
     plans = []
     for s in studies:
-        # a profile entry the chapter does not declare is an error in the profile itself
+        # profile entries are always checked strictly: one the chapter does not declare is an error in the profile
         params = resolve_params(s, declared[s], prof.get(s), fparams, cli_params, device, strict=strict)
-        if prof.get(s): check_params(s, declared[s], prof[s])
         plans.append((s, chapters[s], params))
     return plans
 

@@ -37,7 +37,9 @@ def test_wrong_type_is_refused(fixture_nbs, capsys, name, value, msg):
 
 def test_unknown_study_and_missing_profile(fixture_nbs, capsys):
     assert main(["run", "galaxies", "--nbs", str(fixture_nbs)]) == 1
-    assert "unknown study 'galaxies'" in capsys.readouterr().err and True
+    assert "unknown study 'galaxies'" in capsys.readouterr().err
+    assert main(["run", "tiny", "--nbs", str(fixture_nbs), "-f", "no_such_params.yaml"]) == 1
+    assert "params file no_such_params.yaml not found" in capsys.readouterr().err
     assert main(["run", "tiny", "--nbs", str(fixture_nbs), "--profile", "huge"]) == 1
     err = capsys.readouterr().err
     assert "unknown profile 'huge'" in err and "paper" in err and "quick" in err
