@@ -44,7 +44,7 @@ def test_labels_consistent_with_images():
     assert np.corrcoef(np.log10(flux), o["log_mstar"])[0, 1] > 0.7
     rng = np.random.default_rng(4)
     s = sim.sample_system(rng, merger=True, p_late=0.0, p_satellite=0.0, logm_min=10.5)
-    assert s["labels"]["stage"] == 1 and s["labels"]["sep_kpc"] >= 4
+    assert s["labels"]["stage"] == 1 and s["labels"]["sep_kpc"] >= 3
     # a view perpendicular to the separation shows the companion where the geometry puts it
     pos2 = s["components"][1]["pos"]
     v = sim._unit(np.cross(pos2, [0.3, 0.1, 1.0]))
@@ -55,6 +55,35 @@ def test_labels_consistent_with_images():
     patch = img[2, int(round(y)) - 2:int(round(y)) + 3, int(round(x)) - 2:int(round(x)) + 3]
     far = img[2, 5:10, 5:10]
     assert patch.mean() > 10 * max(far.mean(), 1e-6)
+
+
+def _system_flux(s):
+    "Total catalogue flux (nJy per band) of a system's components and blobs."
+    return sum(c["f_bulge"] + c["f_disk"] + sum((fl.sum(0) for _, _, fl in c["blobs"]), np.zeros(3)) for c in s["components"])
+
+
+def test_tidal_light_taken_from_disks():
+    # the same draw with and without tidal features: a merger is not brighter for having tails
+    for stage_p in (0.0, 1.0):
+        s1 = sim.sample_system(np.random.default_rng(5), merger=True, p_late=stage_p, p_satellite=0.0, tail_strength=1.0)
+        s0 = sim.sample_system(np.random.default_rng(5), merger=True, p_late=stage_p, p_satellite=0.0, tail_strength=0.0)
+        assert np.allclose(_system_flux(s1), _system_flux(s0), rtol=1e-9)
+        tid = sum(fl.sum(0) for _, _, fl in s1["components"][0]["blobs"])
+        assert (tid > 0.01 * _system_flux(s1)).all()       # and the tails do hold light
+
+
+def _asymmetry(im):
+    cy, cx = np.unravel_index(np.argmax(im), im.shape); h = min(cy, cx, im.shape[0] - 1 - cy, im.shape[1] - 1 - cx)
+    c = im[cy - h:cy + h + 1, cx - h:cx + h + 1]
+    return np.abs(c - c[::-1, ::-1]).sum() / (2 * np.abs(c).sum())
+
+
+def test_mergers_more_asymmetric_without_noise():
+    # the merger signal exists in the noise-free light: rotational asymmetry ranks mergers above non-mergers
+    from sklearn.metrics import roc_auc_score
+    o = sim.simulate_mergers(40, np.random.default_rng(8), image_size=64, n_angles=1, noise=False)
+    a = [_asymmetry(o["images"][i, 0, 1] + o["images"][i, 0, 2]) for i in range(40)]
+    assert roc_auc_score(o["label"], a) > 0.75
 
 
 def test_noise_level():

@@ -146,6 +146,13 @@ def galaxy_components(g: dict, z: float, pos, rng, clumps: bool = True) -> dict:
                 f_bulge=f_bulge, f_disk=f_disk, blobs=blobs)
 
 # %% ../../nbs/11_mergers_sim.ipynb #4c13352b
+def _plume(rng, centre, spin, reff, frac_flux, n_pts=8):
+    "A lopsided, tidally displaced plume: Gaussian blobs 0.4-1.6 r_eff off `centre` on one side of the disk."
+    u = _unit(np.cross(spin, _rand_dir(rng))) + 0.5 * _rand_dir(rng)      # mostly in the disk plane
+    s = rng.uniform(0.4, 1.6, n_pts)
+    pts = centre + reff * (s[:, None] * _unit(u)[None] + rng.normal(0, 0.35, (n_pts, 3)))
+    return pts, np.full(n_pts, 0.45 * reff), np.repeat(frac_flux[None] / n_pts, n_pts, 0)
+
 def sample_system(rng, merger: bool, z_min=1.0, z_max=1.5, logm_min=9.0, logm_max=11.5,
                   q_min=0.1, p_late=0.5, p_satellite=0.3, tail_strength=1.0) -> dict:
     "Labels and 3D components of one system (a merger or not)."
@@ -160,35 +167,45 @@ def sample_system(rng, merger: bool, z_min=1.0, z_max=1.5, logm_min=9.0, logm_ma
     g1 = sample_galaxy(lm1, z, rng, boost)
     comps = [galaxy_components(g1, z, np.zeros(3), rng)]
     log_sfr = [g1["log_sfr"]]
-    tot1 = comps[0]["f_bulge"] + comps[0]["f_disk"]
     sep = 0.0
     if merger:
         g2 = sample_galaxy(lm1 + np.log10(q), z, rng, boost)
         log_sfr.append(g2["log_sfr"])
-        a = tail_strength * rng.uniform(0.03, 0.12)
-        if stage == 1:
-            sep = float(rng.uniform(4.0, 25.0)); pos2 = sep * _rand_dir(rng)
-        else:
-            sep = float(rng.uniform(0.3, 3.0)); pos2 = sep * _rand_dir(rng)
-            g2 = {**g2, "bt": min(1.0, g2["bt"] + 0.3), "reff_kpc": g2["reff_kpc"] * 1.3}
+        # light moved into tidal features: ~6-18% of the system for an equal-mass merger, ~sqrt(q) less for minor ones
+        a = min(0.6, tail_strength * rng.uniform(0.06, 0.18) * np.sqrt(q))
+        if stage == 1:                    # a separate, tidally distorted companion
+            sep = float(np.exp(rng.uniform(np.log(3.0), np.log(30.0)))); pos2 = sep * _rand_dir(rng)
+        else:                             # coalescing: a second nucleus within a few kpc, the companion's disk torn up
+            sep = float(rng.uniform(0.8, 4.0)); pos2 = sep * _rand_dir(rng)
+            g2 = {**g2, "bt": min(1.0, g2["bt"] + 0.4), "reff_kpc": g2["reff_kpc"] * 0.6}
         c2 = galaxy_components(g2, z, pos2, rng, clumps=(stage == 1))
         comps.append(c2)
-        tot2 = c2["f_bulge"] + c2["f_disk"]
+        c1 = comps[0]
+        tot = c1["f_bulge"] + c1["f_disk"] + c2["f_bulge"] + c2["f_disk"]
+        disks = c1["f_disk"] + c2["f_disk"]
+        f_tid = np.minimum(a * tot, 0.8 * disks)   # taken from the disks, so the system keeps its catalogue light
+        for c in (c1, c2):
+            c["f_disk"] = c["f_disk"] * (1 - f_tid / disks)
         orbit = _rand_dir(rng)
         L = rng.uniform(1.5, 3.0) * g1["reff_kpc"] + rng.uniform(5, 15)
-        for start, tot, frac, n_pts in ((np.zeros(3), tot1, a * q, 18), (pos2, tot2, a, 14)):
-            pts, sig, fl = _tail(rng, start, orbit, L * (0.6 + 0.4 * q), n_pts, frac * tot, sigma=0.8)
-            comps[0]["blobs"].append((pts, sig, fl))
+        share = (0.35, 0.35, 0.3) if stage == 1 else (0.25, 0.25, 0.5)     # tail 1, tail 2, bridge or plume+shell
+        for start, frac, n_pts in ((np.zeros(3), share[0], 18), (pos2, share[1], 14)):
+            pts, sig, fl = _tail(rng, start, orbit, L * (0.6 + 0.4 * q), n_pts, frac * f_tid, sigma=0.8)
+            c1["blobs"].append((pts, sig, fl))
         if stage == 1:
             t = np.linspace(0.2, 0.8, 10)[:, None]
             pts = t * pos2 + rng.normal(0, 0.5, (10, 3))
-            comps[0]["blobs"].append((pts, np.full(10, 0.8), np.repeat(0.3 * a * tot2[None] / 10, 10, 0)))
+            c1["blobs"].append((pts, np.full(10, 0.8), np.repeat(share[2] * f_tid[None] / 10, 10, 0)))
+            fp = 0.2 * c2["f_disk"]; c2["f_disk"] = c2["f_disk"] - fp          # the companion's disk is lopsided too
+            c2["blobs"].append(_plume(rng, pos2, c2["spin"], g2["reff_kpc"], fp))
         else:
-            comps[0]["bulge_offset"] = rng.uniform(0.2, 1.0) * _rand_dir(rng)
-            if rng.random() < 1.0 - 0.5 * q:
+            c1["bulge_offset"] = rng.uniform(0.3, 1.2) * _rand_dir(rng)
+            has_shell = rng.random() < 1.0 - 0.5 * q
+            c1["blobs"].append(_plume(rng, np.zeros(3), c1["spin"], g1["reff_kpc"], share[2] * f_tid * (0.5 if has_shell else 1.0)))
+            if has_shell:
                 R = rng.uniform(1.5, 3.0) * g1["reff_kpc"] + 2
-                pts, sig, fl = _shell(rng, np.zeros(3), R, 16, 0.5 * a * tot2, sigma=0.6)
-                comps[0]["blobs"].append((pts, sig, fl))
+                pts, sig, fl = _shell(rng, np.zeros(3), R, 16, 0.5 * share[2] * f_tid, sigma=0.6)
+                c1["blobs"].append((pts, sig, fl))
     if rng.random() < p_satellite:        # a small satellite below the merger threshold, in any system
         gs = sample_galaxy(lm1 + np.log10(rng.uniform(0.02, 0.08)), z, rng)
         comps.append(galaxy_components(gs, z, rng.uniform(10.0, 40.0) * _rand_dir(rng), rng))
