@@ -353,12 +353,14 @@ class MCMCResult:
                 f"acceptance={self.acceptance:.2f}, converged={self.converged}, {self.seconds:.2f} s)")
 
 def run_emcee(log_likelihood, prior: NamedPrior, n_samples: int = 1000, n_walkers: int = 32, n_burn: int = 500,
-              thin: int = 1, seed: int = 0, vectorize: bool = False, init=None, args=(), progress_bar: bool = False
-              ) -> MCMCResult:
+              thin: int = 1, seed: int = 0, vectorize: bool = False, init=None, args=(), progress_bar: bool = False,
+              n_steps: int | None = None) -> MCMCResult:
     """Sample `prior(theta) * exp(log_likelihood(theta, *args))` with emcee; return an `MCMCResult`.
 
     `log_likelihood(theta)` takes one parameter vector (dim,), or a batch (k, dim) when `vectorize=True`.
-    After `n_burn` steps per walker, keeps enough steps for `n_samples` samples after thinning by `thin`.
+    After `n_burn` steps per walker, runs `n_steps` more (default: just enough for `n_samples` samples after
+    thinning by `thin`) and returns `n_samples` of them drawn at random. The chain counts as converged when
+    those `n_steps` exceed 50 autocorrelation times, so ask for `n_steps` to get a converged chain.
     """
     import emcee
     d, rng = prior.dim, np.random.default_rng(seed)
@@ -381,6 +383,10 @@ def run_emcee(log_likelihood, prior: NamedPrior, n_samples: int = 1000, n_walker
         if p0.shape == (d,): p0 = p0 + 1e-3 * (prior.high - prior.low) * rng.normal(size=(n_walkers, d))
         p0 = np.clip(p0, prior.low, prior.high)
     n_keep = int(math.ceil(n_samples / n_walkers)) * int(thin)
+    if n_steps is not None:
+        if int(n_steps) * n_walkers < n_samples * int(thin):
+            raise ValueError(f"n_steps={n_steps} x {n_walkers} walkers thinned by {thin} gives fewer than n_samples={n_samples} samples")
+        n_keep = int(n_steps)
     t0 = time.perf_counter()
     sampler = emcee.EnsembleSampler(n_walkers, d, log_prob, vectorize=vectorize)
     sampler.random_state = np.random.RandomState(int(rng.integers(2**31))).get_state()

@@ -104,6 +104,15 @@ def test_mcmc_non_vectorized_respects_prior(lg, obs):
     assert not short.converged    # 2 kept steps per walker are far fewer than 50 autocorrelation times
 
 
+
+def test_mcmc_chain_length_decoupled_from_samples(lg, obs):
+    x_o = obs[1]
+    res = run_emcee(lg.log_likelihood, lg.prior, n_samples=200, n_walkers=32, n_burn=200, n_steps=2500,
+                    args=(x_o,), vectorize=True, seed=2)
+    assert res.samples.shape == (200, 2) and res.n_steps == 2700 and res.converged
+    with pytest.raises(ValueError, match="n_steps"):
+        run_emcee(lg.log_likelihood, lg.prior, n_samples=1000, n_walkers=32, n_steps=10, args=(x_o,), vectorize=True)
+
 def test_coverage_near_nominal(npe, held_out):
     theta, x = held_out
     s = npe.sample_batched(x, 300, seed=0)
