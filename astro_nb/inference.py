@@ -26,8 +26,8 @@ from sbi.utils import BoxUniform
 from .core import atomic_write, get_device, progress, save_figure, seed_everything, to_builtin
 
 # %% auto #0
-__all__ = ['ESTIMATORS', 'FILE_FORMAT', 'NamedPrior', 'make_prior', 'LinearGaussian', 'clean_simulations', 'NPEPosterior',
-           'train_npe', 'summarize', 'MCMCResult', 'run_emcee', 'c2st_score', 'corner_plot', 'coverage',
+__all__ = ['ESTIMATORS', 'FILE_FORMAT', 'NamedPrior', 'make_prior', 'LinearGaussian', 'clean_simulations', 'LeakyPosteriorError',
+           'NPEPosterior', 'train_npe', 'summarize', 'MCMCResult', 'run_emcee', 'c2st_score', 'corner_plot', 'coverage',
            'coverage_max_dev', 'plot_coverage', 'frac_within', 'sbc_ranks', 'run_sbc', 'plot_sbc', 'tarp', 'plot_tarp',
            'posterior_predictive', 'plot_ppc', 'amortization', 'time_npe_per_posterior', 'save_posterior',
            'load_posterior']
@@ -164,6 +164,9 @@ def clean_simulations(theta, x, prior: NamedPrior):
     return theta.astype(np.float32), x, n_dropped
 
 # %% ../nbs/05_inference.ipynb #6e9485ec
+class LeakyPosteriorError(ValueError):
+    "The posterior puts (almost) no mass inside the prior box: rejection sampling would run for ever."
+
 class NPEPosterior:
     "A trained NPE posterior with its prior, data shape, training history and timing."
     ood_tolerance = 0.25   # warn when x_obs is beyond [min, max] of the training x by this fraction of the range
@@ -214,9 +217,15 @@ class NPEPosterior:
         return s.detach().cpu().numpy()
 
     def sample_batched(self, x_obs, n: int = 1000, seed=None, batch_size: int = 1000,
-                       show_progress: bool = False, **kwargs) -> np.ndarray:
-        "`n` posterior samples for each of many observations, in one vectorized pass: (n_obs, n, dim)."
+                       show_progress: bool = False, min_acceptance: float = 0.01, **kwargs) -> np.ndarray:
+        """`n` posterior samples for each of many observations, in one vectorized pass: (n_obs, n, dim).
+
+        With rejection to the prior (sbi's default), first checks that at least `min_acceptance` of each
+        observation's samples fall inside the prior (`check_leakage`); 0 skips the check.
+        """
         x = self.check_x(x_obs, batched=True)
+        if kwargs.get("reject_outside_prior", True) and min_acceptance:
+            self.check_leakage(x, min_acceptance, seed=None if seed is None else seed + 1)
         out = []
         with self._seeded(seed):
             for i in progress(range(0, len(x), batch_size), desc="posteriors", disable=not show_progress or None):
@@ -225,6 +234,22 @@ class NPEPosterior:
                 s = self.posterior.sample_batched((int(n),), x=xb, show_progress_bars=False, **kw)
                 out.append(s.detach().cpu().numpy().transpose(1, 0, 2))
         return np.concatenate(out)
+
+    def prior_acceptance(self, x_obs, n: int = 64, seed=0) -> np.ndarray:
+        "Per observation, the fraction of the flow's samples inside the prior box (1: no leakage)."
+        raw = self.sample_batched(x_obs, n, seed=seed, reject_outside_prior=False)
+        return np.isfinite(self.prior.log_prob(raw.reshape(-1, self.prior.dim))).reshape(raw.shape[:2]).mean(1)
+
+    def check_leakage(self, x_obs, min_acceptance: float = 0.01, n: int = 64, seed=0):
+        "Raise `LeakyPosteriorError` if, for any observation, under `min_acceptance` of the samples fall inside the prior."
+        acc = self.prior_acceptance(x_obs, n, seed)
+        bad = np.flatnonzero(acc < min_acceptance)
+        if len(bad):
+            raise LeakyPosteriorError(
+                f"{len(bad)} of {len(acc)} observation(s) (e.g. index {bad[0]}) have under {min_acceptance:.0%} of their "
+                f"posterior samples inside the prior (lowest {acc.min():.1%} of {n}); rejection sampling would stall. "
+                "Train longer, check the observation against the training data, or pass reject_outside_prior=False.")
+        return acc
 
     def log_prob(self, theta, x_obs) -> np.ndarray:
         "Posterior log density of rows of `theta` given one observation."
@@ -520,10 +545,11 @@ def sbc_ranks(samples, truths) -> np.ndarray:
     return np.round(_quantile_of_truth(s, truths) * s.shape[1]).astype(int)
 
 def run_sbc(posterior: NPEPosterior, theta, x, n_samples: int = 1000, seed: int = 0,
-            show_progress: bool = False) -> dict:
+            show_progress: bool = False, min_acceptance: float = 0.01) -> dict:
     "sbi's `run_sbc` and `check_sbc` on held-out `(theta, x)`: ranks, KS p-values, C2ST of ranks and of DAP."
     from sbi.diagnostics import check_sbc, run_sbc as _sbi_run_sbc
     xt = posterior.check_x(x, batched=True)
+    if min_acceptance: posterior.check_leakage(xt, min_acceptance, seed=seed + 1)   # sbi samples with rejection
     th = torch.as_tensor(_to_numpy(theta, "theta"), device=posterior.device)
     with warnings.catch_warnings(), posterior._seeded(seed):
         warnings.filterwarnings("ignore", message=".*should be on the order of 100s.*")
@@ -546,10 +572,12 @@ def plot_sbc(ranks, n_samples: int, labels=None, kind: str = "hist", num_bins: i
     return fig
 
 # %% ../nbs/05_inference.ipynb #ce2a8647
-def tarp(posterior: NPEPosterior, theta, x, n_samples: int = 1000, seed: int = 0, show_progress: bool = False) -> dict:
+def tarp(posterior: NPEPosterior, theta, x, n_samples: int = 1000, seed: int = 0, show_progress: bool = False,
+         min_acceptance: float = 0.01) -> dict:
     "sbi's `run_tarp` + `check_tarp`: expected coverage `ecp` per credibility `alpha`, `atc` and the KS p-value."
     from sbi.diagnostics import check_tarp, run_tarp
     xt = posterior.check_x(x, batched=True)
+    if min_acceptance: posterior.check_leakage(xt, min_acceptance, seed=seed + 1)   # sbi samples with rejection
     th = torch.as_tensor(_to_numpy(theta, "theta"), device=posterior.device)
     with warnings.catch_warnings(), posterior._seeded(seed):
         warnings.simplefilter("ignore")

@@ -113,6 +113,23 @@ def test_mcmc_chain_length_decoupled_from_samples(lg, obs):
     with pytest.raises(ValueError, match="n_steps"):
         run_emcee(lg.log_likelihood, lg.prior, n_samples=1000, n_walkers=32, n_steps=10, args=(x_o,), vectorize=True)
 
+
+def test_leaky_posterior_stops_with_clear_error(npe, held_out):
+    from astro_nb.inference import LeakyPosteriorError
+    theta, x = held_out
+    acc = npe.prior_acceptance(x[:4])
+    assert acc.shape == (4,) and (acc > 0.5).all()
+    far = x[:3] + 1e3                                      # far outside the training data: the flow leaves the prior box
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(LeakyPosteriorError, match="inside the prior"):
+            npe.sample_batched(far, 50, seed=0)
+        with pytest.raises(LeakyPosteriorError, match="reject_outside_prior=False"):
+            run_sbc(npe, theta[:3], far, n_samples=20)
+        with pytest.raises(LeakyPosteriorError):
+            tarp(npe, theta[:3], far, n_samples=20)
+        assert npe.sample_batched(far, 5, seed=0, reject_outside_prior=False).shape == (3, 5, 2)
+
 def test_coverage_near_nominal(npe, held_out):
     theta, x = held_out
     s = npe.sample_batched(x, 300, seed=0)
