@@ -112,6 +112,8 @@ def test_mcmc_chain_length_decoupled_from_samples(lg, obs):
     assert res.samples.shape == (200, 2) and res.n_steps == 2700 and res.converged
     with pytest.raises(ValueError, match="n_steps"):
         run_emcee(lg.log_likelihood, lg.prior, n_samples=1000, n_walkers=32, n_steps=10, args=(x_o,), vectorize=True)
+    with pytest.raises(ValueError, match="n_steps"):      # 35 steps thinned by 2 keep 17 per walker: 544 < 560
+        run_emcee(lg.log_likelihood, lg.prior, n_samples=560, n_walkers=32, n_steps=35, thin=2, args=(x_o,), vectorize=True)
 
 
 def test_leaky_posterior_stops_with_clear_error(npe, held_out):

@@ -172,7 +172,7 @@ def sample_system(rng, merger: bool, z_min=1.0, z_max=1.5, logm_min=9.0, logm_ma
         g2 = sample_galaxy(lm1 + np.log10(q), z, rng, boost)
         log_sfr.append(g2["log_sfr"])
         # light moved into tidal features: ~6-18% of the system for an equal-mass merger, ~sqrt(q) less for minor ones
-        a = min(0.6, tail_strength * rng.uniform(0.06, 0.18) * np.sqrt(q))
+        a = tail_strength * rng.uniform(0.06, 0.18) * np.sqrt(q)
         if stage == 1:                    # a separate, tidally distorted companion
             sep = float(np.exp(rng.uniform(np.log(3.0), np.log(30.0)))); pos2 = sep * _rand_dir(rng)
         else:                             # coalescing: a second nucleus within a few kpc, the companion's disk torn up
