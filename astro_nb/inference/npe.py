@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
 import math
 import time
@@ -17,17 +18,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.nn.utils import clip_grad_norm_
 
 import sbi
-from sbi.inference import NPE, DirectPosterior, EnsemblePosterior
+from sbi.inference import DirectPosterior, EnsemblePosterior
 from sbi.neural_nets import posterior_nn
 from sbi.utils import BoxUniform
 
 from ..core import atomic_write, get_device, progress, save_figure, seed_everything, to_builtin
 
 # %% auto #0
-__all__ = ['ESTIMATORS', 'FILE_FORMAT', 'NamedPrior', 'make_prior', 'LinearGaussian', 'clean_simulations', 'LeakyPosteriorError',
-           'NPEPosterior', 'train_npe', 'summarize', 'save_posterior', 'load_posterior']
+__all__ = ['ESTIMATORS', 'CHECKPOINT_FORMAT', 'CLIP_MAX_NORM', 'FILE_FORMAT', 'NamedPrior', 'make_prior', 'LinearGaussian',
+           'clean_simulations', 'LeakyPosteriorError', 'NPEPosterior', 'data_fingerprint', 'train_npe', 'summarize',
+           'save_posterior', 'load_posterior']
 
 # %% ../../nbs/05_inference.ipynb #2c8caad0
 class NamedPrior:
@@ -125,15 +128,6 @@ class LinearGaussian:
 # %% ../../nbs/05_inference.ipynb #1c917c35
 ESTIMATORS = ("maf", "nsf", "mdn", "made", "maf_rqs", "zuko_maf", "zuko_nsf")
 
-class _NoTracker:
-    "An sbi tracker that records nothing (sbi's default writes TensorBoard logs into the working folder)."
-    log_dir = None
-    def log_metric(self, name, value, step=None): pass
-    def log_metrics(self, metrics, step=None): pass
-    def log_params(self, params): pass
-    def add_figure(self, name, figure, step=None): pass
-    def flush(self): pass
-
 def _to_numpy(a, name, dtype=np.float32) -> np.ndarray:
     if isinstance(a, torch.Tensor): a = a.detach().cpu().numpy()
     try: return np.asarray(a, dtype=dtype)
@@ -165,17 +159,18 @@ class LeakyPosteriorError(ValueError):
     "The posterior puts (almost) no mass inside the prior box: rejection sampling would run for ever."
 
 class NPEPosterior:
-    "A trained NPE posterior with its prior, data shape, training history and timing."
+    "A trained NPE posterior with its prior, data shape, training history, timing and data fingerprint."
     ood_tolerance = 0.25   # warn when x_obs is beyond [min, max] of the training x by this fraction of the range
 
     def __init__(self, posterior, prior: NamedPrior, x_shape, x_range, history: pd.DataFrame,
                  n_dropped: int = 0, training_seconds: float = float("nan"), device="cpu", config: dict | None = None,
-                 estimators=None):
+                 estimators=None, fingerprint: str | None = None):
         self.posterior, self.prior, self.x_shape = posterior, prior, tuple(int(s) for s in x_shape)
         self.x_range = (np.asarray(x_range[0], dtype=np.float32), np.asarray(x_range[1], dtype=np.float32))
         self.history, self.n_dropped, self.training_seconds = history, int(n_dropped), float(training_seconds)
         self.device, self.config = get_device(device), dict(config or {})
         self.estimators = list(estimators) if estimators is not None else []
+        self.fingerprint = fingerprint   # SHA-256 of the training data (see `data_fingerprint`); None if unknown
 
     @property
     def names(self): return self.prior.names
@@ -279,7 +274,206 @@ class NPEPosterior:
         return (f"NPEPosterior({self.config.get('estimator')}, params={self.names}, x_shape={self.x_shape}, "
                 f"members={len(self.estimators) or 1}, trained {self.training_seconds:.1f} s on {self.device})")
 
-# %% ../../nbs/05_inference.ipynb #599e3f0c
+# %% ../../nbs/05_inference.ipynb #bce16dd0
+_EVAL_ROWS = 10_000      # rows per forward pass when computing the validation loss
+_ZSCORE_ROWS = 10_000    # rows of a bank sampled to set the z-scoring of theta and x
+
+def _split_sizes(n: int, validation_fraction: float) -> tuple:
+    n_train = int((1 - validation_fraction) * n)       # sbi's rule
+    if n_train < 1 or n - n_train < 1:
+        raise ValueError(f"{n} simulations with validation_fraction={validation_fraction} leave "
+                         f"{n_train} for training and {n - n_train} for validation; both need at least one")
+    return n_train, n - n_train
+
+class _ArraySource:
+    "Simulations held in memory: a seeded random validation split, rows reshuffled every epoch."
+    def __init__(self, theta, x, prior, validation_fraction, seed, device):
+        self.theta_np, self.x_np, self.n_dropped = clean_simulations(theta, x, prior)
+        n = len(self.theta_np)
+        self.n_train, self.n_val = _split_sizes(n, validation_fraction)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+        self.train_idx, self.val_idx = perm[:self.n_train].to(device), perm[self.n_train:].to(device)
+        self.theta, self.x = torch.as_tensor(self.theta_np, device=device), torch.as_tensor(self.x_np, device=device)
+        flat = self.x_np.reshape(n, -1)
+        self.x_shape = self.x_np.shape[1:]
+        self.x_range = (flat.min(0).reshape(self.x_shape), flat.max(0).reshape(self.x_shape))
+
+    def zscore_batch(self):
+        "The rows the estimator's z-scoring is computed from (all training rows, as sbi does), on the CPU."
+        i = self.train_idx.cpu()
+        return torch.as_tensor(self.theta_np)[i], torch.as_tensor(self.x_np)[i]
+
+    def train_batches(self, g: torch.Generator, batch_size: int):
+        "One epoch of training batches in an order drawn from `g` (the last incomplete batch is dropped, as in sbi)."
+        b = min(batch_size, self.n_train)
+        idx = self.train_idx[torch.randperm(self.n_train, generator=g).to(self.train_idx.device)]
+        for k in range(self.n_train // b):
+            i = idx[k * b:(k + 1) * b]
+            yield self.theta[i], self.x[i]
+
+    def val_batches(self):
+        for k in range(0, self.n_val, _EVAL_ROWS):
+            i = self.val_idx[k:k + _EVAL_ROWS]
+            yield self.theta[i], self.x[i]
+
+class _BankSource:
+    """Simulations streamed from a `Bank`, one chunk in memory at a time.
+
+    Validation: a seeded choice of whole chunks (`round(validation_fraction * n_chunks)`, at least one).
+    Chunks are independent draws, so held-out chunks are as good as held-out rows, and an epoch reads
+    every chunk exactly once. One pass at the start drops and counts NaN/inf rows, checks theta against
+    the prior box, measures the range of x and samples rows for the z-scoring."""
+    def __init__(self, bank_or_dataset, keys, prior, validation_fraction, seed, device):
+        self.bank, self.keys, self.prior, self.device = _as_bank(bank_or_dataset), _bank_keys(bank_or_dataset, keys), prior, device
+        nc = self.bank.n_chunks
+        from astro_nb.banks import _chunk_path
+        with np.load(_chunk_path(self.bank.path, 0)) as z: have = list(z.files)     # names only, no data read
+        missing = [k for k in self.keys if k not in have]
+        if missing:
+            raise ValueError(f"bank {self.bank.path} has no arrays {missing} (it holds {have}); "
+                             f"pass keys=(theta_key, x_key) naming two of them")
+        if nc < 2:
+            raise ValueError(f"bank {self.bank.path} has {nc} chunk; training from a bank holds out whole chunks "
+                             "for validation, so it needs at least 2 (rebuild it with a smaller chunk_size)")
+        n_val_chunks = min(nc - 1, max(1, round(validation_fraction * nc)))
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(1,)))
+        val = np.sort(rng.permutation(nc)[:n_val_chunks])
+        self.val_chunks = [int(i) for i in val]
+        self.train_chunks = [i for i in range(nc) if i not in set(self.val_chunks)]
+        self.n_dropped, self.n_train, self.n_val = 0, 0, 0
+        lo = hi = None
+        per_chunk = -(-_ZSCORE_ROWS // len(self.train_chunks))
+        zt, zx = [], []
+        for i in range(nc):                      # the one pass over the bank before training
+            th, x, dropped = self._load(i)
+            self.n_dropped += dropped
+            if i in self.val_chunks: self.n_val += len(th); continue
+            self.n_train += len(th)
+            if len(th) == 0: continue
+            flat = x.reshape(len(x), -1)
+            lo = flat.min(0) if lo is None else np.minimum(lo, flat.min(0))
+            hi = flat.max(0) if hi is None else np.maximum(hi, flat.max(0))
+            take = rng.permutation(len(th))[:per_chunk]
+            zt.append(th[take]); zx.append(x[take])
+            self.x_shape = x.shape[1:]
+        if self.n_dropped:
+            warnings.warn(f"dropped {self.n_dropped} of {self.bank.n} simulations with NaN or inf in theta or x",
+                          stacklevel=3)
+        if self.n_train == 0 or self.n_val == 0:
+            raise ValueError(f"bank {self.bank.path} leaves {self.n_train} training and {self.n_val} validation "
+                             "rows after dropping NaN/inf; both need at least one")
+        self.x_range = (lo.reshape(self.x_shape), hi.reshape(self.x_shape))
+        self._z = (torch.as_tensor(np.concatenate(zt)), torch.as_tensor(np.concatenate(zx)))
+
+    def _load(self, i):
+        "Chunk `i` cleaned: float32 theta and x without NaN/inf rows, theta checked against the prior box."
+        c = self.bank.chunk(i, list(self.keys))
+        th, x = c[self.keys[0]], c[self.keys[1]]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # drops are counted once, over the whole bank
+            try: th, x, dropped = clean_simulations(th, x, self.prior)
+            except ValueError as e:
+                if "no simulation is left" in str(e): return (np.zeros((0, self.prior.dim), np.float32),
+                                                              np.zeros((0,) + np.shape(x)[1:], np.float32), len(th))
+                raise ValueError(f"bank {self.bank.path}, chunk {i}: {e}") from e
+        return th, x, dropped
+
+    def zscore_batch(self): return self._z
+
+    def train_batches(self, g: torch.Generator, batch_size: int):
+        "Training chunks in an order drawn from `g`; rows shuffled within each chunk; incomplete batches dropped."
+        for j in torch.randperm(len(self.train_chunks), generator=g).tolist():
+            th, x, _ = self._load(self.train_chunks[j])
+            n = len(th)
+            if n == 0: continue
+            b, perm = min(batch_size, n), torch.randperm(n, generator=g)
+            th, x = torch.as_tensor(th)[perm].to(self.device), torch.as_tensor(x)[perm].to(self.device)
+            for k in range(n // b): yield th[k * b:(k + 1) * b], x[k * b:(k + 1) * b]
+            del th, x
+
+    def val_batches(self):
+        for i in self.val_chunks:
+            th, x, _ = self._load(i)
+            for k in range(0, len(th), _EVAL_ROWS):
+                yield (torch.as_tensor(th[k:k + _EVAL_ROWS], device=self.device),
+                       torch.as_tensor(x[k:k + _EVAL_ROWS], device=self.device))
+
+# %% ../../nbs/05_inference.ipynb #b5448ce0
+def data_fingerprint(theta, x=None, keys=None) -> str:
+    """SHA-256 fingerprint of training data, as `train_npe` records it.
+
+    Arrays: over the shapes and float32 bytes of `theta` (rows, -1) and `x`, as given (before NaN rows are
+    dropped). A `Bank` (or its `BankDataset`, with `x=None`): over `n`, the `keys` and the SHA-256 of every
+    chunk that its manifest records, so it costs no reading of the chunks."""
+    h = hashlib.sha256()
+    bank = _as_bank(theta)
+    if bank is not None:
+        if x is not None: raise ValueError("with a Bank, pass x=None: the keys name the arrays to train on")
+        h.update(f"bank n={bank.n} keys={list(_bank_keys(theta, keys))}".encode())
+        for i in range(bank.n_chunks): h.update(bank.manifest["chunks"][str(i)]["sha256"].encode())
+        return h.hexdigest()
+    if x is None: raise ValueError("data_fingerprint needs theta and x (or a Bank and x=None)")
+    th, xs = _to_numpy(theta, "theta"), _to_numpy(x, "x")
+    for a in (th.reshape(len(th), -1), xs):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        h.update(str(a.shape).encode()); h.update(a.tobytes())
+    return h.hexdigest()
+
+def _as_bank(obj):
+    "The `Bank` behind `obj` (a Bank or a BankDataset), or None for anything else."
+    from astro_nb.banks import Bank, BankDataset
+    if isinstance(obj, BankDataset): return obj.bank
+    return obj if isinstance(obj, Bank) else None
+
+def _bank_keys(obj, keys=None) -> tuple:
+    "The (theta, x) keys: `keys`, else a BankDataset's two keys, else ('theta', 'x')."
+    from astro_nb.banks import BankDataset
+    if keys is None: keys = obj.keys if isinstance(obj, BankDataset) and len(obj.keys) == 2 else ("theta", "x")
+    keys = tuple(str(k) for k in keys)
+    if len(keys) != 2: raise ValueError(f"keys must name two arrays of the bank, (theta, x); got {keys}")
+    return keys
+
+def _prior_record(prior: NamedPrior) -> dict:
+    "What identifies a prior for training: its names and bounds (labels and units are presentation)."
+    return {"names": list(prior.names), "low": [float(v) for v in prior.low], "high": [float(v) for v in prior.high]}
+
+def _show(v) -> str:
+    if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v): return v[:16] + "..."
+    return repr(v)
+
+def _differences(stored: dict, asked: dict, where: str) -> list:
+    "One line per key of `asked` whose value differs from `stored`'s: 'key: A <where>, B asked'."
+    stored, asked = to_builtin(stored), to_builtin(asked)
+    return [f"{k}: {_show(stored[k]) if k in stored else '(not recorded)'} {where}, {_show(v)} asked"
+            for k, v in asked.items() if k not in stored or stored[k] != v]
+
+# %% ../../nbs/05_inference.ipynb #5c528ebc
+def _read_checkpoint(path: Path, header: dict) -> dict | None:
+    "The checkpoint at `path` if it exists and matches `header` (config, prior, fingerprint); None if absent."
+    if not path.exists(): return None
+    try: ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} cannot be read ({e}); delete it or pass another checkpoint path") from e
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an NPE checkpoint of format {CHECKPOINT_FORMAT}; "
+                         "delete it or pass another checkpoint path")
+    diffs = (_differences(ck["config"], header["config"], "in the checkpoint")
+             + _differences({f"prior {k}": v for k, v in ck["prior"].items()},
+                            {f"prior {k}": v for k, v in header["prior"].items()}, "in the checkpoint")
+             + _differences({"data fingerprint": ck["fingerprint"]}, {"data fingerprint": header["fingerprint"]},
+                            "in the checkpoint"))
+    if diffs:
+        raise ValueError(f"checkpoint {path} is from another training: " + "; ".join(diffs)
+                         + f". Delete {path} to retrain, or pass another checkpoint path.")
+    return ck
+
+def _write_checkpoint(path: Path, ck: dict):
+    with atomic_write(path, "wb") as f: torch.save(ck, f)
+
+# %% ../../nbs/05_inference.ipynb #94efdd6f
+CHECKPOINT_FORMAT = "astro_nb.npe-checkpoint/1"
+CLIP_MAX_NORM = 5.0      # sbi's default gradient-norm clipping
+
 def _build_fn(estimator, hidden_features, num_transforms, num_components, embedding_net):
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator={estimator!r} is not one of {ESTIMATORS}")
@@ -287,57 +481,179 @@ def _build_fn(estimator, hidden_features, num_transforms, num_components, embedd
     if embedding_net is not None: kw["embedding_net"] = embedding_net
     return posterior_nn(model=estimator, **kw)
 
+def _run_epoch(net, opt, batches) -> float:
+    "One pass of Adam over `batches` with sbi's gradient clipping; the mean training loss."
+    net.train()
+    total, n = 0.0, 0
+    for th, xb in batches:
+        opt.zero_grad()
+        loss = net.loss(th, condition=xb).mean()
+        loss.backward()
+        clip_grad_norm_(net.parameters(), max_norm=CLIP_MAX_NORM)
+        opt.step()
+        total, n = total + loss.detach(), n + 1
+    if n == 0: raise ValueError("no training batch: every training chunk is empty")
+    return float(total) / n
+
+@torch.no_grad()
+def _val_loss(net, batches) -> float:
+    "Mean loss over every validation row."
+    net.eval()
+    total, n = 0.0, 0
+    for th, xb in batches:
+        total, n = total + net.loss(th, condition=xb).sum(), n + len(th)
+    return float(total) / n
+
+def _cpu(sd: dict) -> dict: return {k: v.detach().cpu().clone() for k, v in sd.items()}
+
+def _fit_member(source, make_net, m: int, cfg: dict, dev, resume: dict | None, save, show_progress: bool):
+    """Train ensemble member `m` (from `resume`, a checkpoint's `current`, if given); return (net, history rows).
+
+    After every epoch `save(current)` gets everything needed to continue: weights, Adam's state, the best
+    weights and loss so far, epochs since the last improvement, the history and both random states."""
+    seed_everything(cfg["seed"] + m)                       # the initial weights
+    net = make_net(*source.zscore_batch()).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["learning_rate"])
+    g = torch.Generator().manual_seed(cfg["seed"] + m)     # the order of batches and chunks
+    epoch, best_val, since, best_sd, hist = 0, math.inf, 0, None, []
+    if resume is not None:
+        net.load_state_dict(resume["state_dict"]); opt.load_state_dict(resume["optimizer"])
+        g.set_state(resume["generator"]); torch.set_rng_state(resume["torch_rng"])
+        epoch, best_val, since, hist = resume["epoch"], resume["best_val"], resume["since"], list(resume["history"])
+        best_sd = resume["best_state_dict"]
+    bar = progress(desc=f"NPE member {m}" if cfg["ensemble"] > 1 else "NPE", initial=epoch,
+                   disable=not show_progress or None)
+    while epoch < cfg["max_num_epochs"] and since < cfg["stop_after_epochs"]:
+        tl = _run_epoch(net, opt, source.train_batches(g, cfg["training_batch_size"]))
+        if not math.isfinite(tl):
+            raise FloatingPointError(f"the training loss became {tl} in epoch {epoch + 1} (member {m}); "
+                                     "lower learning_rate or check the simulations for extreme values")
+        vl = _val_loss(net, source.val_batches())
+        epoch += 1
+        if vl < best_val: best_val, since, best_sd = vl, 0, _cpu(net.state_dict())
+        else: since += 1
+        hist.append([m, epoch, tl, vl])
+        bar.update(); bar.set_postfix(train=f"{tl:.3f}", val=f"{vl:.3f}")
+        save({"member": m, "epoch": epoch, "state_dict": _cpu(net.state_dict()), "optimizer": opt.state_dict(),
+              "best_state_dict": best_sd, "best_val": best_val, "since": since, "history": hist,
+              "generator": g.get_state(), "torch_rng": torch.get_rng_state()})
+    bar.close()
+    if since < cfg["stop_after_epochs"]:
+        warnings.warn(f"Maximum number of epochs `max_num_epochs={cfg['max_num_epochs']}` reached, but the network "
+                      f"(member {m}) has not converged; consider increasing it", stacklevel=3)
+    if best_sd is not None: net.load_state_dict(best_sd)
+    net.zero_grad(set_to_none=True); net.eval()
+    return net, hist
+
+# %% ../../nbs/05_inference.ipynb #599e3f0c
 def train_npe(theta, x, prior: NamedPrior, estimator: str = "maf", hidden_features: int = 50,
               num_transforms: int = 5, num_components: int = 10, embedding_net=None,
               training_batch_size: int = 200, learning_rate: float = 5e-4, validation_fraction: float = 0.1,
               stop_after_epochs: int = 20, max_num_epochs: int = 2**31 - 1, device="auto", seed: int = 0,
-              ensemble: int = 1, show_progress: bool = True, figure_path=None) -> NPEPosterior:
-    """Train sbi's NPE on simulations `(theta, x)` drawn from `prior`; return an `NPEPosterior`.
+              ensemble: int = 1, show_progress: bool = True, figure_path=None, checkpoint=None, keys=None,
+              callback=None) -> NPEPosterior:
+    """Train an NPE on simulations `(theta, x)` drawn from `prior`; return an `NPEPosterior`.
 
     `estimator`: 'maf', 'nsf' or 'mdn' (or another sbi name in `ESTIMATORS`), sized by `hidden_features`,
     `num_transforms` (flows) and `num_components` (mdn). `embedding_net`: a torch module applied to x first
     (e.g. `sbi.neural_nets.embedding_nets.CNNEmbedding` for spectra). `ensemble` > 1 trains that many
     estimators from seeds `seed, seed+1, ...` and averages them (sbi's `EnsemblePosterior`).
+    Adam with sbi's gradient clipping; training stops after `stop_after_epochs` epochs without a lower
+    validation loss (or at `max_num_epochs`) and keeps the best weights.
+
+    `theta` may be a `Bank` (or its `BankDataset`) with `x=None`: its arrays `keys` (default ('theta', 'x'))
+    are streamed one chunk at a time, with whole chunks held out for validation.
+    `checkpoint`: a file written after every epoch; rerunning the same call continues from it, with the
+    same final weights as an uninterrupted run, and returns a finished training without training again.
+    A checkpoint from another configuration, prior or data set is refused. `callback(member, epoch,
+    train_loss, val_loss)` is called after every epoch (after the checkpoint is written).
+    `config` on the result records the arguments, `n_train` (simulations kept after dropping NaN/inf,
+    training and validation together) and `n_val` (those held out for validation).
     `figure_path`: also save the training curves there (e.g. `ctx.path / "figures" / "npe_training.png"`).
     """
     if not isinstance(prior, NamedPrior): raise TypeError("prior must be a NamedPrior (see make_prior)")
     if int(ensemble) < 1: raise ValueError(f"ensemble must be >= 1, got {ensemble}")
-    theta, x, n_dropped = clean_simulations(theta, x, prior)
+    if not 0 < validation_fraction < 1: raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    if estimator not in ESTIMATORS: raise ValueError(f"estimator={estimator!r} is not one of {ESTIMATORS}")
+    if stop_after_epochs < 1 or max_num_epochs < 1:
+        raise ValueError(f"stop_after_epochs and max_num_epochs must be >= 1, got {stop_after_epochs}, {max_num_epochs}")
+    bank = _as_bank(theta)
+    if bank is None and keys is not None: raise ValueError("keys only applies when training from a Bank")
     dev = get_device(device)
+    cfg = dict(estimator=estimator, hidden_features=hidden_features, num_transforms=num_transforms,
+               num_components=num_components, embedding_net=repr(embedding_net) if embedding_net is not None else None,
+               training_batch_size=training_batch_size, learning_rate=learning_rate,
+               validation_fraction=validation_fraction, stop_after_epochs=stop_after_epochs,
+               max_num_epochs=max_num_epochs, seed=seed, ensemble=int(ensemble),
+               keys=list(_bank_keys(theta, keys)) if bank is not None else None)
+    header = {"config": to_builtin(cfg), "prior": _prior_record(prior), "fingerprint": data_fingerprint(theta, x, keys)}
+    ck_path = Path(checkpoint) if checkpoint is not None else None
+    ck = _read_checkpoint(ck_path, header) if ck_path is not None else None
     sbi_prior = prior.to_sbi(dev)
-    th, xt = torch.as_tensor(theta, device=dev), torch.as_tensor(x, device=dev)
-    posteriors, estimators, rows = [], [], []
-    t0 = time.perf_counter()
+    build = lambda emb: _build_fn(estimator, hidden_features, num_transforms, num_components, emb)
+    copy_emb = lambda: copy.deepcopy(embedding_net) if embedding_net is not None else None
+
+    if ck is not None and ck["finished"]:                  # done before: rebuild, do not train
+        th0 = torch.as_tensor(prior.sample(64, seed=0), dtype=torch.float32)
+        x0 = torch.randn(64, *ck["x_shape"])
+        nets = []
+        for mem in ck["members"]:
+            net = build(copy_emb())(th0, x0)                # z-scoring is part of the weights restored below
+            net.load_state_dict(mem["state_dict"]); nets.append(net.to(dev).eval())
+        hist = [h for mem in ck["members"] for h in mem["history"]]
+        return _finish(nets, hist, prior, sbi_prior, ck["x_shape"], ck["x_range"],
+                       ck["n_dropped"], ck["training_seconds"], dev, {**cfg, **ck["derived"]}, header["fingerprint"],
+                       figure_path)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*embedding net will be moved to cpu.*")
+        source = (_BankSource(theta, keys, prior, validation_fraction, seed, dev) if bank is not None
+                  else _ArraySource(theta, x, prior, validation_fraction, seed, dev))
+    derived = {"n_train": int(source.n_train + source.n_val), "n_val": int(source.n_val)}   # n_train: all rows kept
+    if ck is not None and (ck["sbi_version"], ck["torch_version"]) != (str(sbi.__version__), str(torch.__version__)):
+        warnings.warn(f"checkpoint {ck_path} was written with sbi {ck['sbi_version']} / torch {ck['torch_version']}; "
+                      "training continues from it, but not bit for bit as an uninterrupted run would", stacklevel=2)
+    state = ck if ck is not None else {
+        "format": CHECKPOINT_FORMAT, **header, "finished": False, "members": [], "current": None,
+        "training_seconds": 0.0, "n_dropped": int(source.n_dropped), "x_shape": list(source.x_shape),
+        "x_range": [torch.as_tensor(r) for r in source.x_range], "derived": derived,
+        "sbi_version": str(sbi.__version__), "torch_version": str(torch.__version__)}
+    t0, spent = time.perf_counter(), state["training_seconds"]
+
+    def save(current):
+        state["current"], state["training_seconds"] = current, spent + time.perf_counter() - t0
+        if ck_path is not None: _write_checkpoint(ck_path, state)
+        if callback is not None and current is not None:
+            h = current["history"][-1]
+            callback(*h)
+
+    nets = []
+    th0 = torch.as_tensor(prior.sample(64, seed=0), dtype=torch.float32)
     for m in range(int(ensemble)):
-        seed_everything(seed + m)
-        emb = copy.deepcopy(embedding_net) if embedding_net is not None else None
-        trainer = NPE(prior=sbi_prior, density_estimator=_build_fn(estimator, hidden_features, num_transforms,
-                                                                    num_components, emb),
-                      device=str(dev), tracker=_NoTracker(), show_progress_bars=show_progress)
-        quiet = contextlib.nullcontext() if show_progress else contextlib.redirect_stdout(io.StringIO())
-        with warnings.catch_warnings(), quiet:   # sbi prints its convergence message even without progress bars
+        if m < len(state["members"]):                        # finished in an earlier run
+            net = build(copy_emb())(th0, torch.randn(64, *source.x_shape))
+            net.load_state_dict(state["members"][m]["state_dict"]); nets.append(net.to(dev).eval()); continue
+        cur = state["current"] if state["current"] is not None and state["current"]["member"] == m else None
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*embedding net will be moved to cpu.*")
-            est = trainer.append_simulations(th, xt).train(
-                training_batch_size=training_batch_size, learning_rate=learning_rate,
-                validation_fraction=validation_fraction, stop_after_epochs=stop_after_epochs,
-                max_num_epochs=max_num_epochs)
-        if show_progress: print()
-        posteriors.append(trainer.build_posterior(est, prior=sbi_prior))
-        estimators.append(est)
-        s = trainer.summary
-        rows += [{"member": m, "epoch": e + 1, "train_loss": tl, "val_loss": vl}
-                 for e, (tl, vl) in enumerate(zip(s["training_loss"], s["validation_loss"]))]
-    seconds = time.perf_counter() - t0
-    post = posteriors[0] if ensemble == 1 else EnsemblePosterior(posteriors)
-    config = dict(estimator=estimator, hidden_features=hidden_features, num_transforms=num_transforms,
-                  num_components=num_components, embedding_net=repr(embedding_net) if embedding_net is not None else None,
-                  training_batch_size=training_batch_size, learning_rate=learning_rate,
-                  validation_fraction=validation_fraction, stop_after_epochs=stop_after_epochs,
-                  max_num_epochs=max_num_epochs, seed=seed, ensemble=int(ensemble), n_train=len(theta))
-    flat = x.reshape(len(x), -1)
-    x_range = (flat.min(0).reshape(x.shape[1:]), flat.max(0).reshape(x.shape[1:]))
-    out = NPEPosterior(post, prior, x.shape[1:], x_range, pd.DataFrame(rows), n_dropped, seconds, dev, config,
-                       estimators)
+            net, hist = _fit_member(source, build(copy_emb()), m, cfg, dev, cur, save, show_progress)
+        nets.append(net)
+        state["members"].append({"state_dict": _cpu(net.state_dict()), "history": hist})
+        save(None)
+    state["finished"] = True; save(None)
+    hist = [h for mem in state["members"] for h in mem["history"]]
+    return _finish(nets, hist, prior, sbi_prior, source.x_shape, source.x_range, source.n_dropped,
+                   state["training_seconds"], dev, {**cfg, **derived}, header["fingerprint"], figure_path)
+
+def _finish(nets, hist, prior, sbi_prior, x_shape, x_range, n_dropped, seconds, dev, config, fingerprint,
+            figure_path) -> NPEPosterior:
+    "Wrap trained estimators in sbi posteriors and an `NPEPosterior`."
+    posts = [DirectPosterior(n, sbi_prior, device=str(dev)) for n in nets]
+    post = posts[0] if len(posts) == 1 else EnsemblePosterior(posts)
+    rows = pd.DataFrame([{"member": int(m), "epoch": int(e), "train_loss": float(tl), "val_loss": float(vl)}
+                         for m, e, tl, vl in hist], columns=["member", "epoch", "train_loss", "val_loss"])
+    xr = [r.numpy() if isinstance(r, torch.Tensor) else np.asarray(r) for r in x_range]
+    out = NPEPosterior(post, prior, x_shape, xr, rows, n_dropped, seconds, dev, config, nets, fingerprint=fingerprint)
     if figure_path is not None:
         import matplotlib.pyplot as plt
         fig = out.plot_training(); save_figure(fig, figure_path); plt.close(fig)
@@ -364,7 +680,8 @@ def summarize(samples, names=None, truths=None) -> pd.DataFrame:
     return out
 
 # %% ../../nbs/05_inference.ipynb #3657651c
-FILE_FORMAT = "astro_nb.npe/1"
+FILE_FORMAT = "astro_nb.npe/2"
+_OLD_FORMATS = ("astro_nb.npe/1",)     # still loaded, with a warning: they record no data fingerprint
 
 def save_posterior(posterior: NPEPosterior, path) -> Path:
     "Write an `NPEPosterior` to `path` (one file, written atomically)."
@@ -376,6 +693,7 @@ def save_posterior(posterior: NPEPosterior, path) -> Path:
     payload = {"format": FILE_FORMAT, "sbi_version": str(sbi.__version__), "torch_version": str(torch.__version__),
                "prior": {"names": p.names, "low": p.low.tolist(), "high": p.high.tolist(),
                          "labels": p.labels, "units": [str(u) for u in p.units]},
+               "fingerprint": posterior.fingerprint,
                "x_shape": list(posterior.x_shape),
                "x_range": [torch.as_tensor(r) for r in posterior.x_range],
                "history": {k: posterior.history[k].tolist() for k in posterior.history.columns},
@@ -400,32 +718,73 @@ def _rebuild(payload, prior: NamedPrior, device):
         posts.append(DirectPosterior(net, sbi_prior, device=str(dev)))
     return posts[0] if len(posts) == 1 else EnsemblePosterior(posts)
 
-def load_posterior(path, device="cpu") -> NPEPosterior:
-    "Load a posterior written by `save_posterior`; warns when it was saved by another sbi or torch version."
+def _box_bounds(dist):
+    "(low, high) of a box prior such as sbi's `BoxUniform` as float32 numpy arrays, or None for other priors."
+    for _ in range(4):
+        if hasattr(dist, "low") and hasattr(dist, "high"):
+            return (dist.low.detach().cpu().numpy().astype(np.float32).ravel(),
+                    dist.high.detach().cpu().numpy().astype(np.float32).ravel())
+        dist = getattr(dist, "base_dist", None)
+        if dist is None: return None
+    return None
+
+def _check_pickled_prior(path, prior: NamedPrior, post):
+    "Raise if the prior recorded in the file is not the one inside its pickled sbi posterior."
+    b = _box_bounds(getattr(post, "prior", None))
+    if b is None: return
+    lo, hi = prior.low.astype(np.float32), prior.high.astype(np.float32)
+    if b[0].shape != lo.shape or not (np.array_equal(b[0], lo) and np.array_equal(b[1], hi)):
+        raise ValueError(f"{path} is inconsistent: it records the prior {prior}, but its sbi posterior was built "
+                         f"with bounds low={b[0].tolist()}, high={b[1].tolist()}; the file was altered or "
+                         "assembled from two trainings. Retrain, or save the posterior again.")
+
+def load_posterior(path, device="cpu", prior: NamedPrior | None = None, config: dict | None = None,
+                   fingerprint: str | None = None) -> NPEPosterior:
+    """Load a posterior written by `save_posterior`; warns when it was saved by another sbi or torch version.
+
+    `prior`, `config` (any subset of the training configuration) and `fingerprint` (see `data_fingerprint`):
+    when given, raise if the file's differ, naming each difference."""
     path = Path(path)
     try: payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e: raise ValueError(f"{path} is not a posterior file written by astro_nb ({e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if fmt != FILE_FORMAT and fmt not in _OLD_FORMATS:
         raise ValueError(f"{path} is not a posterior file of format {FILE_FORMAT}")
+    if fmt in _OLD_FORMATS:
+        warnings.warn(f"{path} has the old format {fmt}, which records no fingerprint of the training data; "
+                      "save it again (or retrain) to record one", stacklevel=2)
     saved, here = (payload["sbi_version"], payload["torch_version"]), (str(sbi.__version__), str(torch.__version__))
     versions = f"saved with sbi {saved[0]} / torch {saved[1]}, loading with sbi {here[0]} / torch {here[1]}"
     if saved != here:
         warnings.warn(f"{path} was {versions}: the posterior may load differently or not at all; "
                       "retrain it with this version if its samples look wrong", stacklevel=2)
     p = payload["prior"]
-    prior = NamedPrior(p["names"], p["low"], p["high"], p["labels"], p["units"])
+    stored_prior = NamedPrior(p["names"], p["low"], p["high"], p["labels"], p["units"])
+    asked, stored = {}, {}
+    if prior is not None:
+        if not isinstance(prior, NamedPrior): raise TypeError("prior must be a NamedPrior (see make_prior)")
+        asked.update({f"prior {k}": v for k, v in _prior_record(prior).items()})
+        stored.update({f"prior {k}": v for k, v in _prior_record(stored_prior).items()})
+    if config is not None: asked.update(config); stored.update(payload["config"])
+    if fingerprint is not None:
+        asked["data fingerprint"] = fingerprint
+        if payload.get("fingerprint") is not None: stored["data fingerprint"] = payload["fingerprint"]
+    diffs = _differences(stored, asked, "in the file")
+    if diffs: raise ValueError(f"{path} holds a posterior of another training: " + "; ".join(diffs))
     dev = get_device(device)
     try:
         post = torch.load(io.BytesIO(payload["posterior_pickle"]), map_location=dev, weights_only=False)
         if dev.type != "cpu": post.to(dev)
     except Exception as e:
-        try: post = _rebuild(payload, prior, dev)
+        try: post = _rebuild(payload, stored_prior, dev)
         except Exception as e2:
             raise RuntimeError(f"cannot load the sbi posterior in {path} ({versions}): {e}; "
                                f"rebuilding from the weights failed too: {e2}") from e
         warnings.warn(f"the pickled sbi posterior in {path} did not load ({versions}: {type(e).__name__}); "
                       "rebuilt it from the saved configuration and weights", stacklevel=2)
+    else: _check_pickled_prior(path, stored_prior, post)
     h = pd.DataFrame(payload["history"])
     estimators = [getattr(q, "posterior_estimator", None) for q in getattr(post, "posteriors", [post])]
-    return NPEPosterior(post, prior, payload["x_shape"], [r.numpy() for r in payload["x_range"]], h,
-                        payload["n_dropped"], payload["training_seconds"], dev, payload["config"], estimators)
+    return NPEPosterior(post, stored_prior, payload["x_shape"], [r.numpy() for r in payload["x_range"]], h,
+                        payload["n_dropped"], payload["training_seconds"], dev, payload["config"], estimators,
+                        fingerprint=payload.get("fingerprint"))
