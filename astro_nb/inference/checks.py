@@ -122,7 +122,7 @@ class PosteriorComparison:
             a.boxplot(vals, showfliers=False, widths=0.5)
             for j, v in enumerate(vals): a.plot(j + 1 + rng.uniform(-0.15, 0.15, len(v)), v, ".", color="C0", alpha=0.6, ms=4)
             a.set_xticks(range(1, k + 1), self.names, rotation=30 if k > 3 else 0); a.set_ylabel(ylab)
-        ax[1].axhline(0, color="k", lw=0.8, ls="--"); ax[2].axhline(1, color="k", lw=0.8, ls="--"); ax[2].set_yscale("log")
+        ax[1].axhline(0, color="k", lw=0.8, ls="--"); ax[2].axhline(1, color="k", lw=0.8, ls="--")
         fig.tight_layout()
         return fig
 
