@@ -212,3 +212,13 @@ def test_nan_while_sampling_counts_as_zero_likelihood_and_warns(lg, obs, npe):
     with pytest.warns(UserWarning, match=r"returned NaN for \d+ of \d+ parameter vectors while sampling"):
         r = importance_sample(npe, f, x_o, 100, n_proposal=1000, defensive=0.5, on_unreliable="ignore")
     assert (r.samples[:, 0] <= cut).all()
+
+
+def test_importance_sampling_calls_the_likelihood_in_batches(lg, obs, npe):
+    x_o, sizes = obs[0], []
+    def f(th):
+        sizes.append(len(th)); return lg.log_likelihood(th, x_o)
+    r = importance_sample(npe, f, x_o, 100, n_proposal=1000, batch_size=300)
+    assert sizes[0] == 8 and max(sizes[1:]) == 300 and sum(sizes) == r.n_likelihood_calls
+    whole = importance_sample(npe, lg.log_likelihood, x_o, 100, n_proposal=1000, args=(x_o,))
+    assert np.allclose(r.weights, whole.weights) and np.array_equal(r.samples, whole.samples)

@@ -183,6 +183,7 @@ def run_emcee(log_likelihood, prior: NamedPrior, n_samples: int = 1000, n_walker
     if vectorize is None and not isinstance(prior, NamedPrior): raise TypeError("prior must be a NamedPrior (see make_prior)")
     batched = _is_batched(log_likelihood, prior, args, seed) if vectorize is None else bool(vectorize)
     like = _Likelihood(log_likelihood, prior, args, batched, rows="walkers")
+    like.n_calls += 4 * (vectorize is None)          # the probe for a batch
     try: like.check(seed=seed)
     except ValueError as e:
         if vectorize is not None: raise
@@ -296,7 +297,8 @@ def _flow_log_prob(posterior: NPEPosterior, theta: np.ndarray, x) -> np.ndarray:
 
 def importance_sample(posterior: NPEPosterior, log_likelihood, x_obs, n: int = 1000, seed: int = 0,
                       n_proposal: int | None = None, defensive: float = 0.1, args=(), min_ess: float | None = None,
-                      max_pareto_k: float = 0.7, on_unreliable: str = "warn", vectorized: bool = True) -> ISResult:
+                      max_pareto_k: float = 0.7, on_unreliable: str = "warn", vectorized: bool = True,
+                      batch_size: int = 4096) -> ISResult:
     """The exact posterior for `x_obs` by importance sampling, with the NPE `posterior` as the proposal.
 
     Draws `n_proposal` (default 10 n) proposals from `(1 - defensive) q_NPE + defensive x prior`, the flow's
@@ -305,6 +307,7 @@ def importance_sample(posterior: NPEPosterior, log_likelihood, x_obs, n: int = 1
     summarises) and returns `n` samples resampled from them (systematic, seeded) with the weights,
     Kish's `ess`, the PSIS `pareto_k` and the evidence estimate. `reliable`: `pareto_k <= max_pareto_k` and
     `ess >= min_ess` (default `n`); when not, `on_unreliable` 'warn's, 'raise's a `ValueError`, or 'ignore's.
+    The likelihood is called on at most `batch_size` proposals at a time.
     """
     if not isinstance(posterior, NPEPosterior): raise TypeError(f"posterior must be an NPEPosterior, got {type(posterior).__name__}")
     if on_unreliable not in ("warn", "raise", "ignore"):
@@ -331,7 +334,8 @@ def importance_sample(posterior: NPEPosterior, log_likelihood, x_obs, n: int = 1
         log_q = np.full(len(th), -np.inf)
         if n_flow: log_q = np.log(n_flow / n_proposal) + _flow_log_prob(posterior, th, x)
         if n_prior: log_q = np.logaddexp(log_q, np.log(n_prior / n_proposal) + log_prior[inside])
-        with np.errstate(invalid="ignore"): lw = log_prior[inside] + like(th) - log_q
+        log_l = np.concatenate([like(th[i:i + batch_size]) for i in range(0, len(th), int(batch_size))])
+        with np.errstate(invalid="ignore"): lw = log_prior[inside] + log_l - log_q
         log_w[inside] = np.where(np.isnan(lw), -np.inf, lw)
     if not np.isfinite(log_w).any():
         raise ValueError(f"all {n_proposal} importance weights are zero ({int(inside.sum())} proposals inside the prior, "
