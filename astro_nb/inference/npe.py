@@ -12,7 +12,6 @@ import io
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -481,6 +480,13 @@ def _build_fn(estimator, hidden_features, num_transforms, num_components, embedd
     if embedding_net is not None: kw["embedding_net"] = embedding_net
     return posterior_nn(model=estimator, **kw)
 
+def _restore_net(make_net, state_dict, prior: NamedPrior, x_shape, dev):
+    "An estimator from `make_net` with saved weights: its z-scoring is part of the weights, so any batch builds it."
+    th0 = torch.as_tensor(prior.sample(64, seed=0), dtype=torch.float32)
+    net = make_net(th0, torch.randn(64, *x_shape))
+    net.load_state_dict(state_dict)
+    return net.to(dev).eval()
+
 def _run_epoch(net, opt, batches) -> float:
     "One pass of Adam over `batches` with sbi's gradient clipping; the mean training loss."
     net.train()
@@ -594,12 +600,7 @@ def train_npe(theta, x, prior: NamedPrior, estimator: str = "maf", hidden_featur
     copy_emb = lambda: copy.deepcopy(embedding_net) if embedding_net is not None else None
 
     if ck is not None and ck["finished"]:                  # done before: rebuild, do not train
-        th0 = torch.as_tensor(prior.sample(64, seed=0), dtype=torch.float32)
-        x0 = torch.randn(64, *ck["x_shape"])
-        nets = []
-        for mem in ck["members"]:
-            net = build(copy_emb())(th0, x0)                # z-scoring is part of the weights restored below
-            net.load_state_dict(mem["state_dict"]); nets.append(net.to(dev).eval())
+        nets = [_restore_net(build(copy_emb()), mem["state_dict"], prior, ck["x_shape"], dev) for mem in ck["members"]]
         hist = [h for mem in ck["members"] for h in mem["history"]]
         return _finish(nets, hist, prior, sbi_prior, ck["x_shape"], ck["x_range"],
                        ck["n_dropped"], ck["training_seconds"], dev, {**cfg, **ck["derived"]}, header["fingerprint"],
@@ -628,11 +629,10 @@ def train_npe(theta, x, prior: NamedPrior, estimator: str = "maf", hidden_featur
             callback(*h)
 
     nets = []
-    th0 = torch.as_tensor(prior.sample(64, seed=0), dtype=torch.float32)
     for m in range(int(ensemble)):
         if m < len(state["members"]):                        # finished in an earlier run
-            net = build(copy_emb())(th0, torch.randn(64, *source.x_shape))
-            net.load_state_dict(state["members"][m]["state_dict"]); nets.append(net.to(dev).eval()); continue
+            nets.append(_restore_net(build(copy_emb()), state["members"][m]["state_dict"], prior, source.x_shape, dev))
+            continue
         cur = state["current"] if state["current"] is not None and state["current"]["member"] == m else None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*embedding net will be moved to cpu.*")
@@ -709,13 +709,9 @@ def _rebuild(payload, prior: NamedPrior, device):
     c = payload["config"]
     if c.get("embedding_net"): raise RuntimeError("the posterior used an embedding net, which cannot be rebuilt from weights alone")
     dev = get_device(device); sbi_prior = prior.to_sbi(dev)
-    th = torch.as_tensor(prior.sample(64, seed=0), dtype=torch.float32)
-    xs = torch.randn(64, *payload["x_shape"])
-    posts = []
-    for sd in payload["state_dicts"]:
-        net = _build_fn(c["estimator"], c["hidden_features"], c["num_transforms"], c["num_components"], None)(th, xs)
-        net.load_state_dict(sd); net.to(dev).eval()
-        posts.append(DirectPosterior(net, sbi_prior, device=str(dev)))
+    make = lambda: _build_fn(c["estimator"], c["hidden_features"], c["num_transforms"], c["num_components"], None)
+    posts = [DirectPosterior(_restore_net(make(), sd, prior, payload["x_shape"], dev), sbi_prior, device=str(dev))
+             for sd in payload["state_dicts"]]
     return posts[0] if len(posts) == 1 else EnsemblePosterior(posts)
 
 def _box_bounds(dist):
