@@ -45,3 +45,23 @@ def test_bad_parameters_refused(tmp_path, params, msg):
 def test_missing_parameter_named():
     with pytest.raises(NameError, match="n_train"):
         chapter.params_from_namespace({"seed": 0}, ["seed", "n_train"])
+
+
+def test_verdict_rule():
+    assert chapter.verdict(0.74, 0.73, 0.70, 0.78) == "reproduced"
+    assert chapter.verdict(0.60, 0.73, 0.55, 0.65) == "not reproduced"
+    assert chapter.verdict(0.60, 0.73, 0.55, 0.65, direction_ok=True) == "direction only"
+    assert chapter.verdict(0.60, 0.73, 0.55, 0.65, tolerance=0.1) == "reproduced"
+    assert chapter.verdict(1.0e5, (0.9e5, 1.2e5)) == "reproduced"
+    with pytest.raises(ValueError, match="published"):
+        chapter.verdict(0.5, None)
+
+
+def test_claims_logged(tmp_path):
+    ch = chapter.start_chapter("demo", params=dict(seed=0, device="cpu"), out_dir=tmp_path)
+    df = ch.claims([chapter.claim("accuracy about 0.73", 0.74, 0.73, 0.70, 0.78)])
+    assert list(df.columns) == ["claim", "measured", "uncertainty", "paper", "verdict"]
+    logged = json.loads((tmp_path / "metrics.json").read_text())["claims"]
+    assert logged[0]["verdict"] == "reproduced" and logged[0]["uncertainty"] == "[0.7, 0.78]"
+    with pytest.raises(ValueError, match="exactly the keys"):
+        ch.claims([{"claim": "x"}])
