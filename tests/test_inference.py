@@ -247,8 +247,10 @@ def test_posterior_from_another_version_warns(npe, obs, tmp_path):
     # the pickled sbi object no longer loads: rebuilt from the weights, with a warning saying so
     payload["posterior_pickle"] = b"\x80\x04garbage"
     torch.save(payload, tmp_path / "broken.pt")
-    with pytest.warns(UserWarning, match="rebuilt it from the saved configuration"):
+    with pytest.warns(UserWarning) as record:
         rebuilt = load_posterior(tmp_path / "broken.pt")
+    messages = " | ".join(str(w.message) for w in record)
+    assert "rebuilt it from the saved configuration" in messages and "saved with sbi 0.18.0" in messages
     np.testing.assert_allclose(rebuilt.sample(x_o, 200, seed=4), npe.sample(x_o, 200, seed=4), atol=1e-5)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a posterior file"):
@@ -264,4 +266,6 @@ def test_ensemble_of_two(lg, tmp_path):
                         max_num_epochs=3, show_progress=False, figure_path=tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert ens.history["member"].nunique() == 2 and len(ens.estimators) == 2
-    assert ens.sample_batched(x[:3], 20, seed=0).shape == (3, 20, 2)
+    with warnings.catch_warnings():      # three epochs leave mass outside the prior: sbi says so, expected here
+        warnings.filterwarnings("ignore", message=".*outside the prior support.*")
+        assert ens.sample_batched(x[:3], 20, seed=0).shape == (3, 20, 2)
