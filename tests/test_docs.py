@@ -1,0 +1,200 @@
+"""The documentation site (astro_nb.docs), checked in pure python: pages, sidebar, links, runs, claims, API.
+
+The site is built from the real nbs/ (a few notebooks, unexecuted, to stay quick) and a tiny run
+folder written by `docs.sample_run`; tests/test_docs_browser.py renders it in Chromium.
+"""
+import base64
+import html
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from astro_nb import docs
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ["00_core", "01_runs", "08_docs", "20_agn", "40_clusters"]
+
+
+def _text(path: Path) -> str:
+    "What a reader sees of a page: its text without tags."
+    return html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("docs")
+    run = docs.sample_run(tmp / "_runs" / "clusters-20260101-000000")
+    out = tmp / "site"
+    files = docs.build_site(out, root=ROOT, run_dirs=[run], results=tmp / "no-results", notebooks=NBS)
+    return out, files, run
+
+
+def test_every_page_is_written(site):
+    out, files, _ = site
+    rel = {f.relative_to(out).as_posix() for f in files}
+    assert {"index.html", "chapters/clusters.html", "chapters/agn.html", "notebooks/00_core.html",
+            "notebooks/01_runs.html", "notebooks/08_docs.html", "style.css", "_site.json"} <= rel
+    modules = [name for name, _ in docs.package_modules(ROOT / "astro_nb")]
+    assert {"astro_nb.core", "astro_nb.runs", "astro_nb.docs", "astro_nb.inference.npe"} <= set(modules)
+    assert {f"api/{m}.html" for m in modules} <= rel
+    assert json.loads((out / "_site.json").read_text())["pages"][0] == "index.html"
+
+
+def test_clean_site_has_no_problems_and_no_stderr(site):
+    out, _, _ = site
+    assert docs.check_site(out) == []
+    assert json.loads((out / "_site.json").read_text())["stderr"] == {}
+
+
+def test_pages_load_nothing_from_the_network(site):
+    out, files, _ = site
+    for f in files:
+        if f.suffix == ".html":
+            text = f.read_text()
+            assert "<script" not in text, f
+            assert not re.search(r'<(?:link|img)[^>]+(?:href|src)="(?:https?:)?//', text), f
+
+
+def test_sidebar_on_every_page_lists_every_chapter(site):
+    out, files, _ = site
+    for f in (f for f in files if f.suffix == ".html"):
+        text = f.read_text()
+        base = "../" * (len(f.relative_to(out).parts) - 1)
+        nav = text[text.index('<nav class="sidebar"'):text.index("</nav>")]
+        for page in ("chapters/agn.html", "chapters/clusters.html", "notebooks/00_core.html", "api/astro_nb.core.html"):
+            assert f'href="{base}{page}"' in nav, (f, page)
+
+
+def test_chapter_page_from_its_run(site):
+    out, _, run = site
+    page = (out / "chapters" / "clusters.html").read_text()
+    text = _text(out / "chapters" / "clusters.html")
+    assert f"Executed run {run.resolve()} (state: completed, 1 figure saved)" in " ".join(text.split())
+    assert "<caption>Parameters</caption>" in page and "<caption>Environment</caption>" in page
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(uris) == 1 and base64.b64decode(uris[0]).startswith(b"\x89PNG")
+    assert "No completed run" not in text
+
+
+def test_chapter_without_run_is_the_chapter_as_written(site):
+    out, _, _ = site
+    text = _text(out / "chapters" / "agn.html")
+    assert "No completed run of this chapter exists yet" in text and "astro-nb run agn" in text
+    assert "Stars, galaxies and AGN" in text
+
+
+def test_library_notebook_pages_follow_nbdev_directives(site):
+    out, _, _ = site
+    page = (out / "notebooks" / "00_core.html").read_text()
+    text = _text(out / "notebooks" / "00_core.html")
+    assert "from fastcore.test import" not in text          # a `#| hide` cell
+    assert "#| export" not in text and "default_exp" not in text
+    assert "def get_device" in text
+    assert '<a href="../api/astro_nb.core.html">' in page
+
+
+def test_api_page_lists_all_of_the_module(site):
+    out, _, _ = site
+    from astro_nb import core
+    page = (out / "api" / "astro_nb.core.html").read_text()
+    for name in core.__all__:
+        assert f'id="{name}"' in page, name
+    assert '<a href="../notebooks/00_core.html">nbs/00_core.ipynb</a>' in page
+    assert 'href="../notebooks/00_core.html#cell-id=' in page     # each name links its defining cell (anchors checked)
+    assert "get_device(device=&#x27;auto&#x27;)" in page
+
+
+def test_index_has_commands_and_claims_sentence(site):
+    out, _, _ = site
+    text = _text(out / "index.html")
+    assert 'pip install -e ".[dev]"' in text and "astro-nb run all" in text
+    assert "No reproduce run is published yet" in text
+
+
+def test_index_claims_table(tmp_path):
+    rec = tmp_path / "results" / "sed"
+    rec.mkdir(parents=True)
+    (rec / "metrics.json").write_text(json.dumps({"claims": [
+        {"claim": "log M* recovered", "measured": 0.0912345, "uncertainty": 0.01, "paper": 0.1, "verdict": "reproduced"},
+        {"claim": "SFR bias", "measured": None, "uncertainty": None, "paper": 0.2, "verdict": "not measured"}]}))
+    (tmp_path / "results" / "other").mkdir()
+    (tmp_path / "results" / "other" / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))   # no claims: ignored
+    docs.build_site(tmp_path / "site", root=ROOT, run_dirs=[], results=tmp_path / "results", notebooks=["30_sed"])
+    page = (tmp_path / "site" / "index.html").read_text()
+    rows = re.findall(r"<tr>(.*?)</tr>", page[page.index('class="claims"'):])
+    assert len(rows) == 3                                       # header and two claims
+    assert '<a href="chapters/sed.html">sed</a>' in rows[1] and "<td>0.09123</td>" in rows[1]
+    assert "<td>not measured</td>" in rows[2]
+    assert docs.check_site(tmp_path / "site") == []
+
+
+def test_latest_completed_run_then_record(tmp_path):
+    old = docs.sample_run(tmp_path / "_runs" / "sed-old", "sed")
+    os.utime(old / "sed.ipynb", (0, 0))
+    new = docs.sample_run(tmp_path / "_runs" / "sed-new", "sed")
+    legacy = docs.sample_run(tmp_path / "_runs" / "sed-legacy", "sed", state=None)      # before status.json existed
+    failed = docs.sample_run(tmp_path / "_runs" / "sed-failed", "sed", state="failed")
+    assert docs.pick_run("sed", [old, new, legacy, failed]) == (new, "")
+    assert docs.pick_run("sed", [legacy, failed]) == (legacy, "")
+    record = docs.sample_run(tmp_path / "results" / "sed", "sed", state=None)
+    assert docs.pick_run("sed", [failed], record) == (record, "Published reproduce record")
+    folder, note = docs.pick_run("sed", [failed])
+    assert folder is None and "1 unfinished run skipped" in note
+    # the record is what the page shows when no completed run exists
+    docs.build_site(tmp_path / "site", root=ROOT, run_dirs=[failed], results=tmp_path / "results", notebooks=["30_sed"])
+    assert f"Published reproduce record {record.resolve()} (state: no status.json" in " ".join(_text(tmp_path / "site" / "chapters" / "sed.html").split())
+
+
+def test_saved_figures_shown_when_not_inline(tmp_path):
+    run = docs.sample_run(tmp_path / "_runs" / "agn-1", "agn", n_figures=7)
+    docs.build_site(tmp_path / "site", root=ROOT, run_dirs=[run], results=tmp_path / "r", notebooks=["20_agn"])
+    page = (tmp_path / "site" / "chapters" / "agn.html").read_text()
+    assert page.count('<img') == 8 and "Figures saved by this run" in page     # 1 inline + the 7 saved
+
+
+def test_corrupt_notebook_is_skipped_with_one_line(tmp_path, caplog):
+    bad = tmp_path / "15_broken.ipynb"
+    bad.write_text('{"cells": [{"cell_type": "code", "sou')
+    with caplog.at_level(logging.WARNING, logger="astro_nb.docs"):
+        files = docs.build_site(tmp_path / "site", root=ROOT, run_dirs=[], results=tmp_path / "r", notebooks=["00_core", bad])
+    msgs = [r.getMessage() for r in caplog.records if "15_broken" in r.getMessage()]
+    assert len(msgs) == 1 and "\n" not in msgs[0] and msgs[0].startswith("docs: skipped")
+    assert (tmp_path / "site" / "notebooks" / "00_core.html").exists() and len(files) > 3
+    assert docs.check_site(tmp_path / "site") == []
+
+
+def test_stderr_outputs_are_reported(tmp_path, caplog):
+    run = docs.sample_run(tmp_path / "_runs" / "clusters-1", stderr=True)
+    with caplog.at_level(logging.WARNING, logger="astro_nb.docs"):
+        docs.build_site(tmp_path / "site", root=ROOT, run_dirs=[run], results=tmp_path / "r", notebooks=["40_clusters"])
+    assert any("chapters/clusters.html shows 1 stderr" in r.getMessage() for r in caplog.records)
+    report = json.loads((tmp_path / "site" / "_site.json").read_text())["stderr"]
+    assert report == {"chapters/clusters.html": ["cell 2: UserWarning: something to fix"]}
+    assert docs.check_site(tmp_path / "site") == ["chapters/clusters.html: shows 1 stderr/error output(s)"]
+    assert docs.check_site(tmp_path / "site", stderr=False) == []
+
+
+def test_rebuild_removes_pages_no_longer_in_the_site(tmp_path):
+    out = tmp_path / "site"
+    docs.build_site(out, root=ROOT, run_dirs=[], results=tmp_path / "r", notebooks=["00_core", "01_runs"])
+    (out / "mine.txt").write_text("not the site's")
+    docs.build_site(out, root=ROOT, run_dirs=[], results=tmp_path / "r", notebooks=["00_core"])
+    assert not (out / "notebooks" / "01_runs.html").exists() and (out / "mine.txt").exists()
+    assert docs.check_site(out) == []
+
+
+def test_check_site_finds_what_a_reader_would_hit(tmp_path):
+    out = tmp_path / "site"
+    (out / "a").mkdir(parents=True)
+    (out / "index.html").write_text('<nav class="sidebar"><a href="a/p.html#there">p</a></nav><a href="../outside.html">o</a>'
+                                    '<link rel="stylesheet" href="https://cdn.example/x.css"><a href="https://example.org">ok</a>')
+    (out / "a" / "p.html").write_text('<p id="here">no sidebar</p><img src="missing.png">')
+    assert docs.check_site(out) == ["a/p.html: no navigation sidebar", "a/p.html: broken link: missing.png",
+                                    "index.html: no anchor #there on p.html: a/p.html#there",
+                                    "index.html: link leaves the site: ../outside.html",
+                                    "index.html: loads https://cdn.example/x.css from the network"]
+    assert docs.check_site(tmp_path / "empty") == [f"{tmp_path / 'empty'}: no pages (build the site first)"]
