@@ -65,3 +65,15 @@ def test_claims_logged(tmp_path):
     assert logged[0]["verdict"] == "reproduced" and logged[0]["uncertainty"] == "[0.7, 0.78]"
     with pytest.raises(ValueError, match="exactly the keys"):
         ch.claims([{"claim": "x"}])
+
+
+def test_parameters_cell_names_without_papermill(tmp_path):
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell("device: str = 'auto'  # help\nseed = 0\nn_train: int = 5", metadata={"tags": ["parameters"]})]
+    nbformat.write(nb, tmp_path / "10_demo.ipynb")
+    assert chapter.parameters_cell_names(tmp_path / "10_demo.ipynb") == ["device", "seed", "n_train"]
+    nb.cells = nb.cells[:1]; nbformat.write(nb, tmp_path / "11_none.ipynb")
+    with pytest.raises(ValueError, match="no cell tagged"):
+        chapter.parameters_cell_names(tmp_path / "11_none.ipynb")

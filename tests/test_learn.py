@@ -120,3 +120,9 @@ def test_bootstrap_ci_covers_and_groups():
         learn.bootstrap_ci(np.mean, np.ones(0))
     with pytest.raises(ValueError, match="level"):
         learn.bootstrap_ci(np.mean, x, level=1.5)
+
+
+def test_history_keeps_per_epoch_seconds():
+    x, y = _data()
+    h = learn.fit_torch(_net(), ce, (x, y), max_epochs=2, device="cpu", show_progress=False)
+    assert len(h["seconds"]) == 2 and h["train_seconds"] >= sum(h["seconds"])
