@@ -249,22 +249,44 @@ def test_no_download_and_bad_weights(tmp_path):
 
 # ---------------------------------------------------------------- metrics
 def test_metric_definitions():
+    # the study scores with learn.classification_metrics and its label schema; the numbers by hand
+    from astro_nb.learn import classification_metrics, expected_calibration_error
     from astro_nb.mergers import evaluate as ev
     y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     p = np.array([.9, .8, .6, .2, .7, .3, .1, .1, .4, .2])
-    m = ev.classification_metrics(y, p)
+    pred = (p >= 0.5).astype(int)
+    m = classification_metrics(y, pred, sim.CLASSES, proba=p)
     tp, fp, fn, tn = 3, 1, 1, 5
-    assert m["confusion"] == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
-    assert np.isclose(m["accuracy"], 0.8) and np.isclose(m["purity"], tp / (tp + fp)) and np.isclose(m["completeness"], tp / (tp + fn))
-    assert np.isclose(m["f1"], 2 * 0.75 * 0.75 / 1.5)
+    assert m["confusion"] == [[tn, fp], [fn, tp]]
+    assert np.isclose(m["accuracy"], 0.8) and np.isclose(m["purity"]["merger"], tp / (tp + fp))
+    assert np.isclose(m["completeness"]["merger"], tp / (tp + fn)) and np.isclose(m["purity"]["non-merger"], tn / (tn + fn))
     assert np.isclose(m["brier"], np.mean((p - y) ** 2))
     from sklearn.metrics import roc_auc_score
     assert np.isclose(m["roc_auc"], roc_auc_score(y, p))
-    # ECE by hand with 10 bins
+    # ECE by hand with 10 bins, and the reliability bins the diagram draws agree with it
     bins = np.minimum((p * 10).astype(int) - (np.isclose(p * 10 % 1, 0) & (p > 0)), 9)
     ece = sum(np.sum(bins == b) / len(p) * abs(p[bins == b].mean() - y[bins == b].mean()) for b in np.unique(bins))
-    assert np.isclose(m["ece"], ece)
-    assert ev.expected_calibration_error([1, 0], [1.0, 0.0]) == 0.0
+    assert np.isclose(m["ece"], ece) and np.isclose(expected_calibration_error(y, p), ece)
+    rb = ev.reliability_bins(y, p); ok = rb["count"] > 0
+    assert np.isclose(np.sum(rb["count"][ok] / len(p) * np.abs(rb["mean_p"][ok] - rb["frac_pos"][ok])), ece)
+    # the baselines table: merger-class purity and completeness per classifier, on the same images
+    t = ev.compare_classifiers(y, {"cnn": pred, "none": np.zeros(10)}, good=np.arange(10) < 5)
+    assert np.isclose(t["cnn"]["purity"], 0.75) and np.isclose(t["cnn"]["accuracy (flag <= 1)"], 3 / 5)
+    assert np.isnan(t["none"]["purity"]) and t["none"]["completeness"] == 0.0
+    md = ev.markdown_table(t, "method")
+    assert md.splitlines()[0] == "| method | accuracy | purity | completeness | accuracy (flag <= 1) |" and "| cnn | 0.800 | 0.750 |" in md
+
+
+def test_accuracy_interval_over_systems():
+    from astro_nb.mergers import evaluate as ev
+    system = np.repeat(np.arange(20), 6); y = np.repeat(np.arange(20) % 2, 6)
+    pred = y.copy(); pred[:30] = 1 - pred[:30]                  # 5 systems wholly wrong, 15 wholly right
+    ci = ev.accuracy_interval(y, pred, system, n_boot=500, seed=1)
+    assert np.isclose(ci["value"], 0.75) and ci["low"] < 0.75 < ci["high"]
+    # images resampled one by one would give a narrower (wrong) interval for the same data
+    from astro_nb.learn import bootstrap_ci
+    naive = bootstrap_ci(lambda a, b: float(np.mean(a == b)), y, pred, n_boot=500, seed=1)
+    assert naive["high"] - naive["low"] < ci["high"] - ci["low"]
 
 
 def test_angle_statistics_and_breakdowns():
@@ -275,7 +297,7 @@ def test_angle_statistics_and_breakdowns():
     assert np.isclose(s["frac_mergers_correct_any_angle"], 2 / 3)
     assert np.isclose(s["frac_mergers_correct_majority"], 1 / 3)
     assert np.isclose(s["accuracy_ceiling_best_angle"], 3 / 4) and np.isclose(s["accuracy_majority_vote"], 2 / 4)
-    b = ev.accuracy_by(y, pred, ev.q_class(np.repeat([0.15, 0.5, 0.3, 0.0], 6)))
+    b = ev.accuracy_by(y, pred, sim.q_class(np.repeat([0.15, 0.5, 0.3, 0.0], 6)))
     assert b["minor"]["n"] == 6 and np.isclose(b["minor"]["accuracy"], 1 / 6)
     assert np.isclose(b["major"]["accuracy"], 4 / 12) and b["nonmerger"]["accuracy"] == 1.0
 
@@ -287,6 +309,8 @@ def test_latent_r2_against_null():
     good = ev.latent_property_r2(np.c_[v + 0.05 * rng.normal(size=180), rng.normal(size=180)], v, g, n_perm=10)
     bad = ev.latent_property_r2(rng.normal(size=(180, 2)), v, g, n_perm=10)
     assert good["r2"] > 0.8 > good["null_p95"] and bad["r2"] < 0.3
+    none = ev.latent_property_r2(np.c_[v, rng.normal(size=180)], v, g, n_perm=0)    # 0 permutations: no null
+    assert none["r2"] > 0.8 and np.isnan(none["null_p95"]) and np.isnan(none["p_value"])
 
 
 def test_morphology_cuts():
@@ -298,3 +322,97 @@ def test_morphology_cuts():
     im = sim.add_noise(im, np.random.default_rng(1))[2]
     m = ev.measure_morphology(im)
     assert 0 < m["gini"] < 1 and m["m20"] < 0 and m["flag"] <= 2
+
+
+# ---------------------------------------------------------------- label schema, magnitudes, chapter helpers
+def test_label_schema_used_everywhere():
+    from astro_nb.mergers import evaluate as ev
+    assert sim.CLASSES == ("non-merger", "merger") and sim.STAGES == ("none", "early", "late")
+    assert sim.q_class([0.0, 0.09, 0.1, 0.24, 0.25, 1.0]).tolist() == ["nonmerger", "nonmerger", "minor", "minor", "major", "major"]
+    assert sim.stage_name([0, 1, 2]).tolist() == list(sim.STAGES)
+    assert data.BANDS is sim.BANDS and ev.CLASSES is sim.CLASSES
+    assert {data.STAGE_CODES[s] for s in sim.STAGES} == {0, 1, 2}
+    from astro_nb import learn
+    assert not hasattr(ev, "q_class") and not hasattr(ev, "confusion")                  # defined once, in sim / learn
+    assert ev.classification_metrics is learn.classification_metrics
+
+
+def _f160w_mag_from_fnu(kind, z):
+    "AB magnitude (up to a constant) in F160W of GalSim's template `kind` at redshift z, from f_nu directly."
+    import os
+    import galsim
+    from astropy.cosmology import Planck15
+    sed = np.loadtxt(os.path.join(galsim.meta_data.share_dir, "SEDs", sim.TEMPLATE[kind]))           # Angstrom, f_lambda
+    bp = np.loadtxt(os.path.join(galsim.meta_data.share_dir, "bandpasses", sim.BANDPASS_FILES["F160W"]))   # nm
+    lam, T = bp[:, 0] * 10.0, bp[:, 1]
+    dl = Planck15.luminosity_distance(z).value
+    flam = np.interp(lam / (1 + z), sed[:, 0], sed[:, 1]) / ((1 + z) * dl ** 2)       # observed frame
+    fnu = flam * lam ** 2                                                                 # f_nu = f_lambda lambda^2 / c
+    return -2.5 * np.log10(np.trapezoid(fnu * T / lam, lam) / np.trapezoid(T / lam, lam))  # photon-weighted AB mean
+
+
+@pytest.mark.parametrize("kind", ["sf", "q"])
+def test_redshift_dimming_matches_fnu(kind):
+    # the simulator's F160W magnitude change from z = 1 to 1.5 equals the one computed from f_nu, and so
+    # does the magnitude of a log M* = 10 galaxy, REF_MAG at z = 1.25 moved to z = 1 and 1.5
+    direct = {z: _f160w_mag_from_fnu(kind, z) for z in (1.0, 1.25, 1.5)}
+    j = sim.BANDS.index("F160W")
+    for z in (1.0, 1.5):
+        mag_sim = -2.5 * np.log10(sim._band_flux(10.0, kind, z)[j]) + sim.NJY_AB
+        assert abs(mag_sim - (sim.REF_MAG[kind]["F160W"] + direct[z] - direct[1.25])) < 0.01
+    assert abs((sim._at(1.5, f"dmag_{kind}") - sim._at(1.0, f"dmag_{kind}"))[j] - (direct[1.5] - direct[1.0])) < 0.01
+
+
+def test_subset_by_system_and_params_tag():
+    ids = np.repeat(np.arange(10), 6); idx = np.arange(12, 60)
+    s = data.subset_by_system(ids, idx, 7, seed=2)
+    assert len(s) == 12 and set(s) <= set(idx) and all(np.sum(ids[s] == k) == 6 for k in np.unique(ids[s]))
+    assert len(data.subset_by_system(ids, idx, 0)) == 0                          # 0 means none
+    assert np.array_equal(data.subset_by_system(ids, idx, 500), idx)              # more than the set: all
+    assert np.array_equal(data.subset_by_system(ids, idx, 7, seed=2), s)          # seeded
+    with pytest.raises(ValueError, match=">= 0"):
+        data.subset_by_system(ids, idx, -1)
+    assert data.params_tag({"a": 1, "b": 2}, ["a"]) == data.params_tag({"b": 9, "a": 1}, ["a"])
+    assert data.params_tag({"a": 1}, ["a"]) != data.params_tag({"a": 1.5}, ["a"]) and len(data.params_tag({"a": 1}, ["a"])) == 10
+
+
+def test_chapter_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from astro_nb.mergers import evaluate as ev
+    o = sim.simulate_mergers(2, np.random.default_rng(0), image_size=24, merger_fraction=0.5)
+    ds = data.from_bank_arrays(o)
+    L = ev.per_system(ds.labels, ds.system)
+    assert len(L["label"]) == 2 and np.array_equal(L["label"], o["label"])
+    y = ds.y; pred = np.zeros_like(y)
+    a = ev.angles_correct(ds.system, y, pred)
+    tab = {"m20": np.array([-2.0, -1.0]), "gini": np.array([0.5, 0.6]), "asymmetry": np.array([0.1, np.nan])}
+    figs = {"angles": ev.plot_example_angles(ds.images, ds.labels, ds.system, [0, 1]), "population": ev.plot_population(L),
+            "curve": ev.plot_learning_curve({"epoch": [1], "train_loss": [0.7], "val_loss": [0.69]}),
+            "breakdowns": ev.plot_breakdowns({"stage": ev.accuracy_by(y, pred, sim.stage_name(ds.labels["stage"]))}),
+            "angles_correct": ev.plot_angles_correct(a), "morph": ev.plot_morphology_baselines(tab, [0, 1])}
+    assert {k: len(f.axes) for k, f in figs.items()} == {"angles": 12, "population": 4, "curve": 1, "breakdowns": 1,
+                                                          "angles_correct": 1, "morph": 2}
+    ax = ev.plot_confusion([[3, 1], [2, 4]])
+    assert [t.get_text() for t in ax.texts] == ["3", "1", "2", "4"]
+    for f in list(figs.values()) + [ax.figure]: plt.close(f)
+    assert sim.rgb_image(o["images"][0, 0]).shape == (24, 24, 3)
+
+
+def test_train_classifier_uses_fit_torch(tmp_path):
+    # the study has no training loop of its own: its wrapper returns fit_torch's history, with val_acc as a metric
+    import torch
+    from astro_nb.mergers import model
+    rng = np.random.default_rng(2)
+    X = rng.random((12, 3, 16, 16)).astype(np.float32); y = np.arange(12) % 2
+    torch.manual_seed(0); net = model.make_resnet18()
+    h = model.train_classifier(net, X, y, X[:6], y[:6], max_epochs=2, batch_size=6, show_progress=False, device="cpu")
+    assert {"best_epoch", "resumed_from", "items_per_s", "val_acc"} <= set(h) and len(h["val_acc"]) == 2
+    acc = float(model.accuracy_metric(net, torch.as_tensor(X[:6]), torch.as_tensor(y[:6])))
+    assert np.isclose(acc, h["val_acc"][h["best_epoch"] - 1], atol=1e-6)
+    xb, yb = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4), torch.tensor([0, 1])
+    xa, ya = model.augment_images((xb, yb), torch.Generator().manual_seed(0))
+    assert torch.equal(ya, yb) and torch.equal(xa.sum((1, 2, 3)), xb.sum((1, 2, 3)))     # a rotation/flip moves pixels only
+    import inspect
+    assert "for epoch" not in inspect.getsource(model)

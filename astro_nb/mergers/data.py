@@ -12,14 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-BANDS = ("F814W", "F125W", "F160W")
+from .sim import BANDS, STAGES
+
 LABEL_COLUMNS = ("id", "angle", "label", "log_mstar", "sfr", "q", "stage", "z")
-STAGE_CODES = {"none": 0, "nonmerger": 0, "early": 1, "pre": 1, "late": 2, "post": 2}
+# stage names a label table may use: the schema's STAGES, and common synonyms
+STAGE_CODES = {**{s: i for i, s in enumerate(STAGES)}, "nonmerger": 0, "pre": 1, "post": 2}
 
 # %% auto #0
-__all__ = ['BANDS', 'LABEL_COLUMNS', 'STAGE_CODES', 'MergerImages', 'from_bank_arrays', 'write_fits_cutouts', 'CutoutError',
-           'read_label_table', 'load_fits_cutouts', 'split_by_system', 'log_stretch', 'resize_images', 'preprocess',
-           'augment_batch', 'tensor_dataset']
+__all__ = ['LABEL_COLUMNS', 'STAGE_CODES', 'MergerImages', 'from_bank_arrays', 'write_fits_cutouts', 'CutoutError',
+           'read_label_table', 'load_fits_cutouts', 'split_by_system', 'subset_by_system', 'params_tag', 'log_stretch',
+           'resize_images', 'preprocess', 'augment_batch', 'tensor_dataset']
 
 # %% ../../nbs/12_mergers_data.ipynb #df60eef2
 @dataclass
@@ -187,6 +189,25 @@ def split_by_system(system_ids, labels, fractions=(0.7, 0.15, 0.15), seed: int =
         for s in ids[n_tr + n_va:]: part[s] = "test"
     which = np.array([part[s] for s in system_ids])
     return {k: which == k for k in ("train", "val", "test")}
+
+# %% ../../nbs/12_mergers_data.ipynb #d12s0002
+def subset_by_system(system_ids, idx, n_images: int, seed: int = 0) -> np.ndarray:
+    "Indices among `idx` of whole systems, in a seeded random order, until >= `n_images` (0: none; >= len(idx): all)."
+    idx = np.asarray(idx); sys_ = np.asarray(system_ids)[idx]
+    if n_images < 0: raise ValueError(f"n_images must be >= 0, got {n_images}")
+    if n_images == 0: return idx[:0]
+    if n_images >= len(idx): return idx
+    keep, count = [], 0
+    for s in np.random.default_rng(seed).permutation(np.unique(sys_)):
+        if count >= n_images: break
+        keep.append(s); count += int(np.sum(sys_ == s))
+    return idx[np.isin(sys_, keep)]
+
+def params_tag(params: dict, names) -> str:
+    "A 10-character hash of the values of `names` in `params`: the name of what they determine."
+    import hashlib, json
+    return hashlib.sha1(json.dumps({k: params[k] for k in names}, sort_keys=True).encode()).hexdigest()[:10]
+
 
 # %% ../../nbs/12_mergers_data.ipynb #17bcc72a
 def log_stretch(images: np.ndarray, a: float = 2e5) -> np.ndarray:

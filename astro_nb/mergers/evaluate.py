@@ -9,20 +9,19 @@ import warnings
 
 import numpy as np
 
+from ..learn import bootstrap_ci, classification_metrics, expected_calibration_error
+from .sim import CLASSES, STAGES, rgb_image
+
+
 # %% auto #0
-__all__ = ['MORPH_KEYS', 'confusion', 'reliability_bins', 'expected_calibration_error', 'classification_metrics', 'q_class',
-           'stage_name', 'mass_bin', 'accuracy_by', 'angles_correct', 'angle_statistics', 'plot_reliability',
-           'plot_confusion', 'gradcam_maps', 'pick_outcomes', 'plot_gradcam_panels', 'umap_embedding',
-           'latent_property_r2', 'plot_umap', 'measure_morphology', 'morphology_table', 'gini_m20_merger',
-           'asymmetry_merger', 'rf_morphology_cv']
+__all__ = ['MORPH_KEYS', 'reliability_bins', 'accuracy_interval', 'compare_classifiers', 'markdown_table', 'mass_bin',
+           'accuracy_by', 'angles_correct', 'angle_statistics', 'plot_reliability', 'plot_confusion', 'gradcam_maps',
+           'pick_outcomes', 'plot_gradcam_panels', 'umap_embedding', 'latent_property_r2', 'plot_umap',
+           'measure_morphology', 'morphology_table', 'gini_m20_merger', 'asymmetry_merger', 'rf_morphology_cv',
+           'per_system', 'plot_example_angles', 'plot_population', 'plot_learning_curve', 'plot_breakdowns',
+           'plot_angles_correct', 'plot_morphology_baselines']
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #5a6d0c76
-def confusion(y, pred) -> dict:
-    "Counts tp, fp, fn, tn with merger = 1 the positive class."
-    y, pred = np.asarray(y).astype(int), np.asarray(pred).astype(int)
-    return {"tp": int(np.sum((y == 1) & (pred == 1))), "fp": int(np.sum((y == 0) & (pred == 1))),
-            "fn": int(np.sum((y == 1) & (pred == 0))), "tn": int(np.sum((y == 0) & (pred == 0)))}
-
 def reliability_bins(y, p, n_bins: int = 10) -> dict:
     "Equal-width bins of p: edges, count, mean p and fraction of positives per bin (NaN when empty)."
     y, p = np.asarray(y, float), np.asarray(p, float)
@@ -34,34 +33,33 @@ def reliability_bins(y, p, n_bins: int = 10) -> dict:
         frac = np.bincount(idx, y, n_bins) / count
     return {"edges": edges, "count": count, "mean_p": mean_p, "frac_pos": frac}
 
-def expected_calibration_error(y, p, n_bins: int = 10) -> float:
-    "ECE: sum over bins of (bin share) x |mean p - fraction of positives|."
-    b = reliability_bins(y, p, n_bins)
-    ok = b["count"] > 0
-    return float(np.sum(b["count"][ok] / b["count"].sum() * np.abs(b["mean_p"][ok] - b["frac_pos"][ok])))
+def accuracy_interval(y, pred, groups, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict:
+    "Accuracy with a percentile bootstrap interval resampling whole `groups` (systems): `learn.bootstrap_ci`."
+    return bootstrap_ci(lambda a, b: float(np.mean(a == b)), np.asarray(y), np.asarray(pred), groups=groups,
+                        n_boot=n_boot, level=level, seed=seed)
 
-def classification_metrics(y, p, threshold: float = 0.5) -> dict:
-    "Accuracy, purity, completeness, F1, ROC AUC, Brier, 10-bin ECE and the confusion counts."
-    from sklearn.metrics import roc_auc_score
-    y, p = np.asarray(y).astype(int), np.asarray(p, float)
-    if len(y) != len(p) or len(y) == 0: raise ValueError(f"y and p must be non-empty and of equal length, got {len(y)} and {len(p)}")
-    c = confusion(y, p >= threshold)
-    div = lambda a, b: a / b if b else float("nan")
-    pur, comp = div(c["tp"], c["tp"] + c["fp"]), div(c["tp"], c["tp"] + c["fn"])
-    return {"accuracy": (c["tp"] + c["tn"]) / len(y), "purity": pur, "completeness": comp,
-            "f1": div(2 * pur * comp, pur + comp) if np.isfinite(pur) and np.isfinite(comp) else float("nan"),
-            "roc_auc": float(roc_auc_score(y, p)) if len(set(y)) == 2 else float("nan"),
-            "brier": float(np.mean((p - y) ** 2)), "ece": expected_calibration_error(y, p, 10), "confusion": c}
+def compare_classifiers(y, predictions: dict, good=None) -> dict:
+    """{name: accuracy, purity and completeness of the merger class} for each 0/1 prediction array, scored
+    with `learn.classification_metrics` on the same images; with a mask `good`, also the accuracy on it."""
+    y, out = np.asarray(y).astype(int), {}
+    for name, pred in predictions.items():
+        pred = np.asarray(pred).astype(int)
+        m = classification_metrics(y, pred, CLASSES)
+        out[name] = {"accuracy": m["accuracy"], "purity": m["purity"][CLASSES[1]], "completeness": m["completeness"][CLASSES[1]]}
+        if good is not None:
+            g = np.asarray(good, bool)
+            out[name]["accuracy (flag <= 1)"] = float(np.mean(y[g] == pred[g])) if g.any() else float("nan")
+    return out
+
+def markdown_table(rows: dict, first: str = "", fmt: str = "{:.3f}") -> str:
+    "A Markdown table of {row name: {column: value}} (floats formatted with `fmt`)."
+    cols = list(next(iter(rows.values())))
+    f = lambda v: fmt.format(v) if isinstance(v, float) else str(v)
+    lines = [f"| {first} | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    return "\n".join(lines + [f"| {k} | " + " | ".join(f(r[c]) for c in cols) + " |" for k, r in rows.items()])
+
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #017988e1
-def q_class(q) -> np.ndarray:
-    "'nonmerger' (q < 0.1), 'minor' (0.1 <= q < 0.25) or 'major' (q >= 0.25)."
-    q = np.asarray(q, float)
-    return np.where(q < 0.1, "nonmerger", np.where(q < 0.25, "minor", "major"))
-
-def stage_name(stage) -> np.ndarray:
-    return np.array(["none", "early", "late"])[np.asarray(stage, int)]
-
 def mass_bin(log_mstar, edges=(9.0, 9.5, 10.0, 10.5, 11.0, 11.5)) -> np.ndarray:
     "Labels like '9.5-10.0' for each log M*."
     lm = np.asarray(log_mstar, float); e = np.asarray(edges)
@@ -73,6 +71,7 @@ def accuracy_by(y, pred, groups) -> dict:
     y, pred, groups = np.asarray(y), np.asarray(pred), np.asarray(groups)
     return {str(g): {"accuracy": float(np.mean(y[groups == g] == pred[groups == g])), "n": int(np.sum(groups == g))}
             for g in sorted(set(groups.tolist()))}
+
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #afd5f584
 def angles_correct(system, y, pred) -> dict:
@@ -108,17 +107,17 @@ def plot_reliability(y, p, n_bins: int = 10, ax=None, label="CNN"):
     ax.set(xlabel="predicted p(merger)", ylabel="fraction of mergers", xlim=(0, 1), ylim=(0, 1)); ax.legend(loc="upper left", fontsize=8)
     return ax
 
-def plot_confusion(c: dict, ax=None, title="confusion matrix"):
-    "The 2x2 confusion matrix (rows: true class, columns: predicted)."
+def plot_confusion(cm, ax=None, classes=CLASSES, title="confusion matrix"):
+    "A confusion matrix as `classification_metrics` gives it (rows: true class, columns: predicted)."
     import matplotlib.pyplot as plt
-    m = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+    m = np.asarray(cm); k = len(classes)
     if ax is None: _, ax = plt.subplots(figsize=(3.4, 3))
     ax.imshow(m, cmap="Blues")
-    for i in range(2):
-        for j in range(2): ax.text(j, i, str(m[i, j]), ha="center", va="center", color="k" if m[i, j] < m.max() / 2 else "w")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["non-merger", "merger"], yticklabels=["non-merger", "merger"],
-           xlabel="predicted", ylabel="true", title=title)
+    for i in range(k):
+        for j in range(k): ax.text(j, i, str(m[i, j]), ha="center", va="center", color="k" if m[i, j] < m.max() / 2 else "w")
+    ax.set(xticks=range(k), yticks=range(k), xticklabels=classes, yticklabels=classes, xlabel="predicted", ylabel="true", title=title)
     return ax
+
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #1d6c61e8
 def gradcam_maps(model, X, target_class: int = 1, device="cpu") -> np.ndarray:
@@ -158,11 +157,13 @@ def plot_gradcam_panels(X, cams, picks: dict, p=None, fig=None):
 # %% ../../nbs/14_mergers_evaluate.ipynb #4896719c
 def umap_embedding(features, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
     "2-D UMAP of standardised features (n_neighbors=15 as the paper)."
-    import umap
     from sklearn.preprocessing import StandardScaler
     f = StandardScaler().fit_transform(np.asarray(features, float))
     with warnings.catch_warnings():
+        # expected and harmless: tqdm's "IProgress not found" when umap is first imported in a notebook, and
+        # umap's notice that random_state forces a single thread (which is what makes the map reproducible)
         warnings.simplefilter("ignore")
+        import umap
         return umap.UMAP(n_neighbors=min(n_neighbors, len(f) - 1), random_state=seed, n_components=2).fit_transform(f)
 
 def _knn_r2(Z, v, groups, k, n_splits):
@@ -174,12 +175,13 @@ def _knn_r2(Z, v, groups, k, n_splits):
     return float(1 - np.sum((v - pred) ** 2) / np.sum((v - v.mean()) ** 2))
 
 def latent_property_r2(Z, values, groups, k: int = 15, n_splits: int = 5, n_perm: int = 50, seed: int = 0) -> dict:
-    "Held-out k-NN R^2 of `values` from coordinates `Z`, with a permutation null (values shuffled across groups)."
+    "Held-out k-NN R^2 of `values` from coordinates `Z`, with a permutation null (values shuffled across groups; none when n_perm is 0)."
     Z, v, groups = np.asarray(Z, float), np.asarray(values, float), np.asarray(groups)
     ok = np.isfinite(v); Z, v, groups = Z[ok], v[ok], groups[ok]
     n_splits = min(n_splits, len(np.unique(groups)))
     if n_splits < 2 or np.std(v) == 0: return {"r2": float("nan"), "null_mean": float("nan"), "null_p95": float("nan"), "p_value": float("nan"), "n": int(len(v))}
     r2 = _knn_r2(Z, v, groups, k, n_splits)
+    if n_perm == 0: return {"r2": r2, "null_mean": float("nan"), "null_p95": float("nan"), "p_value": float("nan"), "n": int(len(v))}
     rng = np.random.default_rng(seed)
     ug, inv = np.unique(groups, return_inverse=True)
     gval = np.array([v[inv == i].mean() for i in range(len(ug))])
@@ -260,3 +262,89 @@ def rf_morphology_cv(table: dict, y, groups, n_splits: int = 5, seed: int = 0, n
         rf = RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=1).fit(X[tr], y[tr])
         p[te] = rf.predict_proba(X[te])[:, 1]
     return p
+
+# %% ../../nbs/14_mergers_evaluate.ipynb #e14f0002
+def per_system(labels: dict, system) -> dict:
+    "The labels of each system's first image (one row per system)."
+    first = np.unique(np.asarray(system), return_index=True)[1]
+    return {k: np.asarray(v)[first] for k, v in labels.items()}
+
+def plot_example_angles(images, labels: dict, system, systems, n_angles: int = 6):
+    "Rows of systems `systems`, each from its (up to) `n_angles` images, with label, log M*, q and z."
+    import matplotlib.pyplot as plt
+    system = np.asarray(system)
+    fig, axs = plt.subplots(max(len(systems), 1), n_angles, figsize=(2 * n_angles, 2.2 * max(len(systems), 1)), squeeze=False)
+    for a in axs.flat: a.axis("off")
+    for r, s in enumerate(systems):
+        idx = np.flatnonzero(system == s)[:n_angles]
+        for c, i in enumerate(idx):
+            axs[r, c].imshow(rgb_image(images[i]), origin="lower"); axs[r, c].set_title(f"angle {labels['angle'][i]}", fontsize=8)
+        i0 = idx[0]
+        axs[r, 0].text(-0.05, 0.5, CLASSES[int(labels["label"][i0])], transform=axs[r, 0].transAxes, rotation=90, ha="right", va="center")
+        axs[r, -1].text(1.02, 0.5, f"log M*={labels['log_mstar'][i0]:.2f}\nq={labels['q'][i0]:.2f}\nz={labels['z'][i0]:.2f}",
+                        transform=axs[r, -1].transAxes, fontsize=8, va="center")
+    fig.tight_layout()
+    return fig
+
+def plot_population(L: dict):
+    "Per-system labels `L`: log M* by class, sSFR against M*, q of the mergers, and the stages."
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 4, figsize=(13, 2.8))
+    for cls, c in ((0, "C0"), (1, "C3")):
+        m = L["label"] == cls
+        axs[0].hist(L["log_mstar"][m], bins=12, alpha=0.6, color=c, label=CLASSES[cls])
+        axs[1].scatter(L["log_mstar"][m], L["log_ssfr"][m], s=8, color=c)
+    axs[0].set_xlabel("log M* [Msun]"); axs[0].legend(fontsize=8)
+    axs[1].set(xlabel="log M*", ylabel="log sSFR [1/yr]")
+    axs[2].hist(L["q"][L["label"] == 1], bins=np.geomspace(0.1, 1, 10), color="C3"); axs[2].set_xscale("log")
+    axs[2].axvline(0.25, color="k", ls=":"); axs[2].set_xlabel("q (mergers; major >= 0.25)")
+    axs[3].bar(list(STAGES), np.bincount(np.asarray(L["stage"], int), minlength=len(STAGES)), color=["C0", "C3", "C1"])
+    axs[3].set_xlabel("stage"); fig.tight_layout()
+    return fig
+
+
+# %% ../../nbs/14_mergers_evaluate.ipynb #e14f0003
+def plot_learning_curve(hist: dict):
+    "Training and validation cross-entropy per epoch from a `fit_torch` history."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.plot(hist["epoch"], hist["train_loss"], "o-", label="train")
+    if "val_loss" in hist: ax.plot(hist["epoch"], hist["val_loss"], "o-", label="validation")
+    ax.set(xlabel="epoch", ylabel="cross-entropy"); ax.legend()
+    return fig
+
+def plot_breakdowns(breakdowns: dict):
+    "One bar panel of accuracy per group (with counts) for each {title: accuracy_by(...)} entry."
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, len(breakdowns), figsize=(4 * len(breakdowns), 3), squeeze=False)
+    for ax, (name, d) in zip(axs[0], breakdowns.items()):
+        ks = list(d); ax.bar(ks, [d[k]["accuracy"] for k in ks], color="C2")
+        for i, k in enumerate(ks): ax.text(i, 0.02, f"n={d[k]['n']}", ha="center", fontsize=8)
+        ax.set(ylim=(0, 1), ylabel="accuracy", title=f"by {name}"); ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig
+
+def plot_angles_correct(a: dict):
+    "Histogram of systems by the number of angles classified correctly (`angles_correct`), mergers and non-mergers."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3))
+    bins = np.arange(int(np.max(a["n_angles"])) + 2) - 0.5
+    ax.hist([a["n_correct"][a["label"] == 1], a["n_correct"][a["label"] == 0]], bins=bins, label=["mergers", "non-mergers"], color=["C3", "C0"])
+    ax.set(xlabel=f"angles classified correctly (of {int(np.max(a['n_angles']))})", ylabel="systems"); ax.legend()
+    return fig
+
+def plot_morphology_baselines(tab: dict, y):
+    "Gini against M20 with the Lotz+08 line, and the asymmetry distributions with the A = 0.35 cut, by class."
+    import matplotlib.pyplot as plt
+    y = np.asarray(y)
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3.6))
+    for cls, c in ((0, "C0"), (1, "C3")):
+        m = y == cls
+        axs[0].scatter(tab["m20"][m], tab["gini"][m], s=10, color=c, label=CLASSES[cls])
+        axs[1].hist(tab["asymmetry"][m & np.isfinite(tab["asymmetry"])], bins=15, alpha=0.6, color=c)
+    mm = np.linspace(-3, 0, 10); axs[0].plot(mm, -0.14 * mm + 0.33, "k--", label="Lotz+08 merger line")
+    axs[0].set(xlabel="M20", ylabel="Gini", xlim=(0, -3)); axs[0].legend(fontsize=8)
+    axs[1].axvline(0.35, color="k", ls="--"); axs[1].set(xlabel="asymmetry A (F160W)", ylabel="images")
+    fig.tight_layout()
+    return fig
+

@@ -5,7 +5,6 @@
 # %% ../../nbs/13_mergers_model.ipynb #a9635c42
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
@@ -14,11 +13,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core import atomic_write, get_device, progress
+from ..core import get_device
+from ..learn import fit_torch
 from .data import augment_batch
 
+
 # %% auto #0
-__all__ = ['make_resnet18', 'train_classifier', 'predict_proba', 'penultimate_features', 'training_throughput']
+__all__ = ['make_resnet18', 'cross_entropy_loss', 'accuracy_metric', 'augment_images', 'train_classifier', 'predict_proba',
+           'penultimate_features', 'training_throughput']
 
 # %% ../../nbs/13_mergers_model.ipynb #377ff67e
 def make_resnet18(num_classes: int = 2, weights_path=None, in_channels: int = 3) -> nn.Module:
@@ -40,79 +42,31 @@ def make_resnet18(num_classes: int = 2, weights_path=None, in_channels: int = 3)
     return model
 
 # %% ../../nbs/13_mergers_model.ipynb #3673af77
-def _evaluate_loss(model, X, y, device, batch_size):
-    model.eval(); tot, n = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(X), batch_size):
-            xb, yb = X[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            tot += F.cross_entropy(model(xb), yb, reduction="sum").item(); n += len(yb)
-    return tot / max(n, 1)
+def cross_entropy_loss(model, x, y):
+    "The paper's loss: cross-entropy of the two logits."
+    return F.cross_entropy(model(x), y)
 
-def _save_ckpt(path, obj):
-    with atomic_write(path, "wb") as f: torch.save(obj, f)
+def accuracy_metric(model, x, y):
+    "Fraction of images whose larger logit is the true class (the validation accuracy of each epoch)."
+    return (model(x).argmax(1) == y).float().mean()
+
+def augment_images(batch: tuple, generator=None) -> tuple:
+    "`fit_torch`'s augment hook: random 90-degree rotations and flips of the images of an (images, labels) batch."
+    x, *rest = batch
+    return (augment_batch(x, generator), *rest)
 
 def train_classifier(model: nn.Module, X_train, y_train, X_val, y_val, checkpoint=None, max_epochs: int = 100,
                      batch_size: int = 64, lr: float = 1e-3, patience: int = 5, min_delta: float = 5e-4,
                      augment: bool = True, device="auto", seed: int = 0, show_progress: bool = True) -> dict:
-    """Train `model` with Adam and cross-entropy; early stopping on validation loss; checkpoint every epoch.
+    """The paper's training of `model` on images and integer labels, through `learn.fit_torch`: Adam,
+    cross-entropy, rotations and flips, early stopping on the validation loss, a checkpoint every epoch
+    (resumed when it exists). Returns `fit_torch`'s history, with the validation accuracy as `val_acc`."""
+    as_t = lambda X, y: (torch.as_tensor(np.asarray(X), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.long))
+    return fit_torch(model, cross_entropy_loss, as_t(X_train, y_train), as_t(X_val, y_val), max_epochs=max_epochs,
+                     batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta,
+                     augment=augment_images if augment else None, metrics={"val_acc": accuracy_metric},
+                     device=device, seed=seed, checkpoint=checkpoint, desc="train ResNet18", show_progress=show_progress)
 
-    If `checkpoint` exists, training resumes from it (a finished run returns at once). The model ends with
-    the weights of its best validation epoch. Returns the history: per-epoch losses, accuracies, timings.
-    """
-    dev = get_device(device)
-    X_train, X_val = torch.as_tensor(np.asarray(X_train), dtype=torch.float32), torch.as_tensor(np.asarray(X_val), dtype=torch.float32)
-    y_train, y_val = torch.as_tensor(np.asarray(y_train), dtype=torch.long), torch.as_tensor(np.asarray(y_val), dtype=torch.long)
-    if len(X_train) == 0 or len(X_val) == 0: raise ValueError("train and validation sets must not be empty")
-    model.to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    state = dict(epoch=0, best_val=float("inf"), bad_epochs=0, best_state=None, done=False,
-                 history=dict(epoch=[], train_loss=[], val_loss=[], val_acc=[], seconds=[], images_per_s=[]))
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"]); opt.load_state_dict(saved["optimizer"])
-        gen.set_state(saved["generator"])
-        state = {k: saved[k] for k in state}
-        state["done"] = state["bad_epochs"] >= patience or state["epoch"] >= max_epochs   # a larger max_epochs continues
-    epochs = range(state["epoch"], max_epochs)
-    bar = progress(epochs, desc="train ResNet18", total=max_epochs, initial=state["epoch"], disable=not show_progress or None)
-    for epoch in bar:
-        if state["done"]: break
-        model.train(); t0 = time.time(); tot, n = 0.0, 0
-        perm = torch.randperm(len(X_train), generator=gen)
-        for i in range(0, len(perm), batch_size):
-            idx = perm[i:i + batch_size]
-            xb = X_train[idx]
-            if augment: xb = augment_batch(xb, gen)
-            xb, yb = xb.to(dev), y_train[idx].to(dev)
-            if len(yb) < 2 and len(perm) > 1: continue      # BatchNorm needs > 1 image per batch
-            opt.zero_grad(); loss = F.cross_entropy(model(xb), yb); loss.backward(); opt.step()
-            tot += loss.item() * len(yb); n += len(yb)
-        dt = time.time() - t0
-        vl = _evaluate_loss(model, X_val, y_val, dev, batch_size)
-        with torch.no_grad():
-            model.eval()
-            va = sum((model(X_val[i:i + batch_size].to(dev)).argmax(1).cpu() == y_val[i:i + batch_size]).sum().item()
-                     for i in range(0, len(X_val), batch_size)) / len(X_val)
-        h = state["history"]
-        h["epoch"].append(epoch + 1); h["train_loss"].append(tot / max(n, 1)); h["val_loss"].append(vl)
-        h["val_acc"].append(va); h["seconds"].append(dt); h["images_per_s"].append(n / max(dt, 1e-9))
-        if vl < state["best_val"] - min_delta:
-            state["best_val"], state["bad_epochs"] = vl, 0
-            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch + 1
-        state["done"] = state["bad_epochs"] >= patience or state["epoch"] >= max_epochs
-        if hasattr(bar, "set_postfix"): bar.set_postfix(train=f"{h['train_loss'][-1]:.3f}", val=f"{vl:.3f}")
-        if ckpt is not None:
-            _save_ckpt(ckpt, {**state, "model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state()})
-        if state["done"]: break
-    if state["best_state"] is not None: model.load_state_dict(state["best_state"])
-    model.to(dev).eval()
-    return {**state["history"], "stopped_early": bool(state["bad_epochs"] >= patience),
-            "best_val_loss": state["best_val"], "epochs_run": state["epoch"]}
 
 # %% ../../nbs/13_mergers_model.ipynb #05b68063
 @torch.no_grad()

@@ -11,10 +11,11 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['BANDS', 'BANDPASS_FILES', 'PIXEL_SCALE', 'PSF_FWHM', 'PSF_BETA', 'DEPTH_5SIGMA', 'SKY_RMS_F160W_WIDE', 'ZEROPOINT',
-           'EXPOSURE_S', 'NJY_AB', 'REF_MAG', 'TEMPLATE', 'STAGES', 'SMF_ALL', 'QFRAC', 'SIZE_MASS', 'ICOSAHEDRON_AXES',
-           'LABEL_KEYS', 'sky_rms', 'mag_to_njy', 'redshift_tables', 'sample_log_mass', 'main_sequence',
-           'sample_galaxy', 'galaxy_components', 'sample_system', 'random_rotation', 'view_directions',
-           'projection_basis', 'render_view', 'add_noise', 'simulate_mergers']
+           'EXPOSURE_S', 'NJY_AB', 'REF_MAG', 'TEMPLATE', 'CLASSES', 'STAGES', 'Q_CLASSES', 'MERGER_Q_MIN', 'MAJOR_Q',
+           'SMF_ALL', 'QFRAC', 'SIZE_MASS', 'ICOSAHEDRON_AXES', 'LABEL_KEYS', 'sky_rms', 'mag_to_njy', 'q_class',
+           'stage_name', 'rgb_image', 'redshift_tables', 'sample_log_mass', 'main_sequence', 'sample_galaxy',
+           'galaxy_components', 'sample_system', 'random_rotation', 'view_directions', 'projection_basis',
+           'render_view', 'add_noise', 'simulate_mergers']
 
 # %% ../../nbs/11_mergers_sim.ipynb #c59a00c0
 BANDS = ("F814W", "F125W", "F160W")
@@ -31,7 +32,6 @@ NJY_AB = 31.4                                                       # AB magnitu
 REF_MAG = {"sf": {"F814W": 23.40, "F125W": 22.54, "F160W": 22.35},  # log M* = 10 at z = 1.25
            "q": {"F814W": 26.06, "F125W": 24.04, "F160W": 23.62}}
 TEMPLATE = {"sf": "CWW_Scd_ext.sed", "q": "CWW_E_ext.sed"}
-STAGES = ("none", "early", "late")
 
 def sky_rms(depth: str = "wide") -> np.ndarray:
     "Sky noise per pixel (nJy) in each band, scaled from F160W wide by the 5-sigma depths."
@@ -39,6 +39,28 @@ def sky_rms(depth: str = "wide") -> np.ndarray:
     return np.array([SKY_RMS_F160W_WIDE * 10 ** (-0.4 * (d[b] - DEPTH_5SIGMA["wide"]["F160W"])) for b in BANDS])
 
 def mag_to_njy(mag): return 10 ** (-0.4 * (np.asarray(mag, float) - NJY_AB))
+
+# %% ../../nbs/11_mergers_sim.ipynb #a1c0s002
+CLASSES = ("non-merger", "merger")              # label 0, 1
+STAGES = ("none", "early", "late")              # stage 0, 1, 2
+Q_CLASSES = ("nonmerger", "minor", "major")
+MERGER_Q_MIN = 0.1                              # stellar mass ratio of the smallest merger (the paper's threshold)
+MAJOR_Q = 0.25                                  # major mergers from here
+
+def q_class(q) -> np.ndarray:
+    "The `Q_CLASSES` name of each mass ratio: 'nonmerger' (q < 0.1), 'minor' (0.1 <= q < 0.25) or 'major'."
+    q = np.asarray(q, float)
+    return np.array(Q_CLASSES)[np.where(q < MERGER_Q_MIN, 0, np.where(q < MAJOR_Q, 1, 2))]
+
+def stage_name(stage) -> np.ndarray:
+    "The `STAGES` name of each stage code (0, 1, 2)."
+    return np.array(STAGES)[np.asarray(stage, int)]
+
+def rgb_image(im, soft: float = 2.0) -> np.ndarray:
+    "A (3, H, W) nJy image as an (H, W, 3) display array: arcsinh scaling, F160W red, F125W green, F814W blue."
+    x = np.arcsinh(np.clip(np.asarray(im, float), 0, None) / soft); x = x / max(x.max(), 1e-9)
+    return np.moveaxis(x[::-1], 0, -1)
+
 
 # %% ../../nbs/11_mergers_sim.ipynb #9b152bed
 @functools.lru_cache(maxsize=1)
@@ -53,8 +75,9 @@ def redshift_tables(z_lo: float = 0.9, z_hi: float = 1.6, n: int = 71) -> dict:
     for kind, fname in TEMPLATE.items():
         sed = galsim.SED(fname, "Ang", "flambda")
         m = np.array([[sed.atRedshift(zz).calculateMagnitude(bp) for bp in bps] for zz in z])
-        # observed AB magnitude of a fixed rest-frame SED: bandpass shift (from GalSim) + distance + (1+z) bandwidth
-        m = m + 5 * np.log10(out["dl_mpc"])[:, None] - 2.5 * np.log10(1 + z)[:, None]
+        # observed AB magnitude of a fixed rest-frame SED: GalSim's redshifted SED (bandpass shift and the (1+z)
+        # bandwidth factor) plus the distance term; GalSim already counts (1+z), so nothing else is added
+        m = m + 5 * np.log10(out["dl_mpc"])[:, None]
         out[f"dmag_{kind}"] = m - np.array([np.interp(1.25, z, m[:, j]) for j in range(len(BANDS))])
     return out
 
@@ -171,7 +194,8 @@ def sample_system(rng, merger: bool, z_min=1.0, z_max=1.5, logm_min=9.0, logm_ma
     if merger:
         g2 = sample_galaxy(lm1 + np.log10(q), z, rng, boost)
         log_sfr.append(g2["log_sfr"])
-        # light moved into tidal features: ~6-18% of the system for an equal-mass merger, ~sqrt(q) less for minor ones
+        # light moved into tidal features: 6-18% of the system for an equal-mass merger, ~sqrt(q) less for minor ones
+        # (a design choice tuned to make the task learnable, not a literature value)
         a = tail_strength * rng.uniform(0.06, 0.18) * np.sqrt(q)
         if stage == 1:                    # a separate, tidally distorted companion
             sep = float(np.exp(rng.uniform(np.log(3.0), np.log(30.0)))); pos2 = sep * _rand_dir(rng)
