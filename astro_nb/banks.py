@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import json
 import os
 from pathlib import Path
@@ -17,7 +18,7 @@ from .core import atomic_write, load_json, progress, save_json, to_builtin
 
 # %% auto #0
 __all__ = ['MANIFEST', 'FORMAT_VERSION', 'toy_simulator', 'simulator_name', 'resolve_simulator', 'chunk_rng', 'compute_chunk',
-           'build_bank', 'Bank', 'BankDataset']
+           'dask_client', 'build_bank', 'Bank', 'BankDataset']
 
 # %% ../nbs/02_banks.ipynb #f63b83c8
 def toy_simulator(n: int, rng: np.random.Generator, n_bins: int = 8, noise: float = 0.1, delay: float = 0.0):
@@ -95,14 +96,26 @@ def _finished_chunks(path: Path, manifest: dict) -> dict:
     return ok
 
 # %% ../nbs/02_banks.ipynb #fc566926
-def _make_client(client, workers):
-    "Return (client, owned): a given Client, a Client on a scheduler address, or a new LocalCluster."
+def _check_workers(workers):
+    if workers is None: return
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
+        raise TypeError(f"dask_workers must be an integer (0: one worker per core), got {workers!r}")
+    if workers < 0: raise ValueError(f"dask_workers must be >= 0 (0: one worker per core), got {workers}")
+
+def dask_client(client=None, workers: int | None = None) -> tuple:
+    """Return `(client, owned)`: a given `Client` (not owned), a new `Client` on a scheduler address, or a new
+    `LocalCluster` of `workers` processes (None or 0: one per core) for `client` None or "local".
+
+    The caller closes what it owns (`client.close()`, then `client.cluster.close()` when there is one)."""
+    _check_workers(workers)
     from dask.distributed import Client, LocalCluster
     if isinstance(client, Client): return client, False
     if isinstance(client, str) and client != "local": return Client(client), True
     cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
                            processes=True, dashboard_address=None)
     return Client(cluster), True
+
+_make_client = dask_client   # the old private name, still imported by some chapters
 
 # %% ../nbs/02_banks.ipynb #070a004f
 def build_bank(simulator, n: int, chunk_size: int, path, seed: int = 0, params: dict | None = None,
@@ -113,6 +126,7 @@ def build_bank(simulator, n: int, chunk_size: int, path, seed: int = 0, params: 
     a scheduler address ("tcp://host:8786") or a `dask.distributed.Client` uses that cluster.
     """
     _check_request(n, chunk_size, seed)
+    _check_workers(workers)
     path = Path(path)
     spec = _spec(simulator, n, chunk_size, seed, params)
     mpath = path / MANIFEST
@@ -141,7 +155,7 @@ def build_bank(simulator, n: int, chunk_size: int, path, seed: int = 0, params: 
             record(*compute_chunk(sim_name, i, n, chunk_size, seed, spec["params"], str(path))); bar.update()
     elif todo:
         from dask.distributed import as_completed
-        cl, owned = _make_client(client, workers)
+        cl, owned = dask_client(client, workers)
         try:
             futs = [cl.submit(compute_chunk, sim_name, i, n, chunk_size, seed, spec["params"], str(path),
                               key=f"chunk-{path.name}-{seed}-{i}", pure=False) for i in todo]
@@ -169,15 +183,32 @@ class Bank:
         if missing:
             raise RuntimeError(f"bank {self.path} is incomplete: {len(missing)} of {self.n_chunks} chunks missing "
                                f"(first {missing[:5]}); rerun build_bank with the same arguments to finish it")
+        self._verified = set()   # chunks whose checksum was checked by this reader
 
     def __len__(self): return self.n
     def __repr__(self): return f"Bank({str(self.path)!r}, n={self.n}, chunks={self.n_chunks}, simulator={self.manifest['simulator']!r})"
 
+    def _checked_bytes(self, i: int, p: Path) -> bytes:
+        "The bytes of chunk `i`, refused when their SHA-256 is not the manifest's."
+        try: data = p.read_bytes()
+        except OSError as e:
+            raise RuntimeError(f"bank chunk {p} cannot be read ({e}); rerun build_bank to rebuild it") from e
+        want = self.manifest["chunks"][str(i)].get("sha256")
+        got = hashlib.sha256(data).hexdigest()
+        if want is not None and got != want:
+            raise RuntimeError(f"bank chunk {p} is not the chunk its manifest records (SHA-256 {got[:12]}..., "
+                               f"expected {want[:12]}...): it was replaced or corrupted after the build; "
+                               "rerun build_bank with the same arguments to rebuild it")
+        self._verified.add(i)
+        return data
+
     def chunk(self, i: int, keys=None) -> dict:
-        "Load chunk `i` (all arrays, or only `keys`)."
+        "Load chunk `i` (all arrays, or only `keys`); its first read checks the SHA-256 recorded in the manifest."
+        if not 0 <= i < self.n_chunks: raise IndexError(f"chunk {i} out of range for a bank of {self.n_chunks} chunks")
         p = _chunk_path(self.path, i)
+        src = p if i in self._verified else io.BytesIO(self._checked_bytes(i, p))
         try:
-            with np.load(p) as z: return {k: z[k] for k in (keys or z.files)}
+            with np.load(src) as z: return {k: z[k] for k in (keys or z.files)}
         except Exception as e:
             raise RuntimeError(f"bank chunk {p} cannot be read ({e}); rerun build_bank to rebuild it") from e
 

@@ -20,7 +20,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['get_device', 'seed_everything', 'atomic_write', 'to_builtin', 'save_json', 'load_json', 'flatten', 'progress',
-           'save_figure', 'environment_info', 'RunContext']
+           'save_figure', 'environment_info', 'param_differences', 'interactive_dir', 'RunContext']
 
 # %% ../nbs/00_core.ipynb #b32b61a0
 def get_device(device="auto"):
@@ -53,14 +53,24 @@ def seed_everything(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 # %% ../nbs/00_core.ipynb #9f3a2ec0
+def _umask() -> int:
+    "The process's umask, read from /proc on Linux (no change of process state), else set and restored."
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"): return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "w", **kwargs):
-    "Open a temporary file beside `path`; on success rename it to `path`, on error delete it."
+    "Open a temporary file beside `path`; on success rename it to `path` (mode 0o666 less the umask), on error delete it."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, mode, **kwargs) as f:
             yield f
             f.flush()
@@ -135,12 +145,36 @@ def environment_info() -> dict:
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return info
 
+# %% ../nbs/00_core.ipynb #7c1d2e01
+def _same(a, b) -> bool:
+    "Equality of two JSON values, where 1 == 1.0 but True != 1."
+    if isinstance(a, bool) or isinstance(b, bool): return type(a) is type(b) and a == b
+    if isinstance(a, list) and isinstance(b, list): return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, dict) and isinstance(b, dict): return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+def param_differences(old: dict, new: dict, ignore=("out_dir",)) -> dict:
+    "{name: (old, new)} for each parameter in both `old` and `new` (except `ignore`) whose JSON values differ."
+    old, new = to_builtin(old or {}), to_builtin(new or {})
+    return {k: (old[k], new[k]) for k in new if k in old and k not in ignore and not _same(old[k], new[k])}
+
 # %% ../nbs/00_core.ipynb #95c5ced8
+def interactive_dir(name: str, params: dict | None = None, root="_runs") -> Path:
+    """The run folder of a notebook run without `out_dir`: `_runs/NAME-interactive-HASH`, HASH from the parameters,
+    so rerunning with the same parameters resumes and a run with others gets its own folder (never a mix)."""
+    if params is None: return Path(root) / f"{name}-interactive"
+    import hashlib
+    p = {k: v for k, v in to_builtin(params).items() if k != "out_dir"}
+    digest = hashlib.sha256(json.dumps(p, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return Path(root) / f"{name}-interactive-{digest}"
+
 class RunContext:
-    "The folder of one chapter run: metrics, paper values, parameters, figures and checkpoints."
+    """The folder of one chapter run: metrics, paper values, parameters, figures and checkpoints.
+    Without `out_dir`, the folder is `interactive_dir(name, params)`."""
     def __init__(self, out_dir=None, name: str = "run", params: dict | None = None):
-        self.path = Path(out_dir) if out_dir is not None else Path("_runs") / f"{name}-interactive"
+        self.path = Path(out_dir) if out_dir is not None else interactive_dir(name, params)
         self.name = name
+        if params is not None: self._refuse_other_params(params)   # before anything is written
         for sub in ("figures", "checkpoints"): (self.path / sub).mkdir(parents=True, exist_ok=True)
         mpath, ppath = self.path / "metrics.json", self.path / "papers.json"
         self.metrics = load_json(mpath) if mpath.exists() else {}
@@ -148,8 +182,18 @@ class RunContext:
         if params is not None: self.save_params(params)
         save_json(environment_info(), self.path / "environment.json")
 
+    def _refuse_other_params(self, params: dict):
+        ppath = self.path / "params.json"
+        old = load_json(ppath).get("parameters", {}) if ppath.exists() else {}
+        diff = param_differences(old, params)
+        if diff:
+            said = "; ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in diff.items())
+            raise ValueError(f"run folder {self.path} holds a run with other parameters ({said}); resume it with the "
+                             "same parameters, or give another out_dir (astro-nb run: --fresh) instead of mixing two runs")
+
     def save_params(self, params: dict) -> dict:
         "Record the run's parameters in params.json, keeping what `astro-nb run` wrote there (study, chapter)."
+        self._refuse_other_params(params)
         ppath = self.path / "params.json"
         rec = load_json(ppath) if ppath.exists() else {}
         rec.setdefault("study", self.name)

@@ -125,3 +125,61 @@ def test_torch_dataset_streams_chunks(tmp_path):
     assert torch.cat([b[1] for b in batches]).shape == (90, 8)
     with pytest.raises(IndexError):
         ds[90]
+
+
+def test_dask_client_refuses_negative_workers(tmp_path):
+    "dask_workers -1 used to start a cluster with no workers and hang; now it is refused at once, by name."
+    from astro_nb import banks
+    from astro_nb.banks import dask_client
+    assert banks._make_client is dask_client                     # the old name still works
+    with pytest.raises(ValueError, match="dask_workers must be >= 0"):
+        dask_client("local", -1)
+    with pytest.raises(TypeError, match="dask_workers must be an integer"):
+        dask_client(None, 2.5)
+    with pytest.raises(ValueError, match="dask_workers"):
+        build_bank(toy_simulator, n=10, chunk_size=5, path=tmp_path / "b", client="local", workers=-1)
+    assert not (tmp_path / "b").exists()                          # refused before anything was written
+
+
+def test_dask_client_returns_given_client_unowned():
+    from dask.distributed import Client, LocalCluster
+    from astro_nb.banks import dask_client
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as cl:
+        assert dask_client(cl) == (cl, False)
+
+
+def test_swapped_chunk_is_refused_by_name(tmp_path):
+    "A chunk replaced by another valid chunk would serve duplicated rows: its first read checks the manifest's SHA-256."
+    import shutil
+    build_bank(toy_simulator, n=100, chunk_size=25, path=tmp_path / "b", seed=0, show_progress=False)
+    good = Bank(tmp_path / "b").arrays()["x"].copy()
+    shutil.copy(tmp_path / "b" / "chunk-000001.npz", tmp_path / "b" / "chunk-000002.npz")
+    bank = Bank(tmp_path / "b")
+    np.testing.assert_array_equal(bank.chunk(1)["x"], good[25:50])
+    with pytest.raises(RuntimeError, match=r"chunk-000002\.npz is not the chunk its manifest records"):
+        bank.chunk(2)
+    with pytest.raises(RuntimeError, match="chunk-000002.npz"):
+        bank.arrays()
+    with pytest.raises(RuntimeError, match="chunk-000002.npz"):
+        list(bank.torch_dataset(["x"])[j] for j in range(50, 60))
+    with pytest.raises(IndexError):
+        bank.chunk(4)
+    rebuilt = build_bank(toy_simulator, n=100, chunk_size=25, path=tmp_path / "b", seed=0, show_progress=False)
+    np.testing.assert_array_equal(rebuilt.arrays()["x"], good)   # a rebuild with the same arguments repairs it
+
+
+def test_chunk_checksum_checked_once_per_reader(tmp_path, monkeypatch):
+    from astro_nb import banks
+    build_bank(toy_simulator, n=60, chunk_size=20, path=tmp_path / "b", seed=0, show_progress=False)
+    bank = Bank(tmp_path / "b")
+    calls = []
+    real = banks.hashlib.sha256
+    monkeypatch.setattr(banks.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
+    for _ in range(3):
+        bank.arrays()
+    assert len(calls) == 3                                        # one check per chunk, not per read
+    p = tmp_path / "b" / "chunk-000000.npz"
+    p.write_bytes(p.read_bytes()[:-10] + b"\x00" * 10)            # corrupted after this reader checked it
+    with pytest.raises(RuntimeError, match="chunk-000000.npz"):
+        Bank(tmp_path / "b").chunk(0)                              # a new reader checks again

@@ -63,3 +63,80 @@ def test_run_context_logs_and_resumes(tmp_path):
 
 def test_flatten():
     assert flatten({"a": {"b": {"c": 1}}, "d": 2}) == {"a.b.c": 1, "d": 2}
+
+
+def test_atomic_write_full_disk_keeps_old_file(tmp_path):
+    "A write that hits a full disk (ENOSPC half-way) leaves the previous file whole and no temporary file."
+    import errno
+    target = tmp_path / "metrics.json"
+    save_json({"a": 1}, target)
+    with pytest.raises(OSError, match="No space"):
+        with atomic_write(target) as f:
+            f.write('{"a": 2, "b": "' + "x" * 10000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert load_json(target) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_write_follows_umask(tmp_path, umask):
+    import os
+    import stat
+    old = os.umask(umask)
+    try:
+        save_json({"a": 1}, tmp_path / "m.json")
+        with atomic_write(tmp_path / "f.png", "wb") as f:
+            f.write(b"png")
+    finally:
+        os.umask(old)
+    for name in ("m.json", "f.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_param_differences_normalises_values():
+    from astro_nb.core import param_differences
+    assert param_differences({"n": 3, "lr": 0.1, "v": [1, 2], "out_dir": "/a/b"},
+                             {"n": np.int64(3), "lr": 0.1, "v": (1, 2), "out_dir": "b", "extra": 1}) == {}
+    assert param_differences({"n": 3, "flag": 1}, {"n": 4.0, "flag": True}) == {"n": (3, 4.0), "flag": (1, True)}
+    assert param_differences({"x": 2}, {"x": 2.0}) == {}
+
+
+def test_run_context_refuses_other_parameters(tmp_path):
+    "A folder holds one parameter set: RunContext refuses other values for the same names, before writing anything."
+    run = tmp_path / "run"
+    ctx = RunContext(run, name="demo", params={"n": 2, "lr": 0.1})
+    ctx.log("acc", 0.5)
+    before = (run / "params.json").read_text()
+    with pytest.raises(ValueError, match=r"n: 2 -> 3.*lr: 0.1 -> 0.2"):
+        RunContext(run, name="demo", params={"n": 3, "lr": 0.2})
+    assert (run / "params.json").read_text() == before
+    with pytest.raises(ValueError, match="n: 2 -> 5"):
+        ctx.save_params({"n": 5})
+    again = RunContext(run, name="demo", params={"n": np.int64(2), "lr": 0.1, "seed": 0})   # same values resume
+    assert again.metrics == {"acc": 0.5}
+    assert load_json(run / "params.json")["parameters"] == {"n": 2, "lr": 0.1, "seed": 0}
+
+
+def test_run_context_accepts_what_astro_nb_run_wrote(tmp_path):
+    "astro-nb run writes every parameter (out_dir absolute) first; the kernel's RunContext then writes the same values."
+    run = tmp_path / "run"
+    save_json({"study": "demo", "chapter": "nbs/10_demo.ipynb",
+               "parameters": {"out_dir": str(run.resolve()), "n": 2, "lr": 0.1, "label": "x"}}, run / "params.json")
+    RunContext(str(run), name="demo", params={"n": 2, "lr": 0.1, "out_dir": "run"})
+    rec = load_json(run / "params.json")
+    assert rec["study"] == "demo" and rec["chapter"] == "nbs/10_demo.ipynb" and rec["parameters"]["label"] == "x"
+    with pytest.raises(ValueError, match="label: 'x' -> 'y'"):
+        RunContext(run, name="demo", params={"label": "y"})
+
+
+def test_interactive_folder_follows_parameters(tmp_path, monkeypatch):
+    "A notebook run without out_dir resumes with the same parameters and gets its own folder with others."
+    from astro_nb.core import RunContext, interactive_dir
+    monkeypatch.chdir(tmp_path)
+    a = RunContext(None, name="demo", params={"n": 1, "out_dir": None})
+    a.log("x", 1.0)
+    again = RunContext(None, name="demo", params={"n": 1})
+    assert again.path == a.path and again.metrics == {"x": 1.0}
+    other = RunContext(None, name="demo", params={"n": 2})
+    assert other.path != a.path and other.metrics == {}
+    assert interactive_dir("demo").name == "demo-interactive"

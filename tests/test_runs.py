@@ -61,23 +61,36 @@ def test_params_file_and_profile_priorities(fixture_nbs, tmp_path):
         plan_runs("tiny", "quick", str(pfile), None, None, fixture_nbs)
 
 
-def test_run_end_to_end(fixture_nbs, tmp_path, capsys):
-    out = tmp_path / "run"
-    rc = main(["run", "tiny", "--nbs", str(fixture_nbs), "-p", "n_points", "40", "-p", "label", "hello",
-               "--device", "cpu", "--out", str(out), "--no-progress"])
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    "One real run of the fixture chapter (a kernel start is the slow part), shared by the tests that only read it."
+    import contextlib
+    import io
+    out, buf = tmp_path_factory.mktemp("tiny") / "run", io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["run", "tiny", "--nbs", str(FIXTURES / "nbs"), "-p", "n_points", "40", "-p", "label", "hello",
+                   "--device", "cpu", "--out", str(out), "--no-progress"])
     assert rc == 0
+    return out, buf.getvalue()
+
+
+def test_run_end_to_end(tiny_run):
+    out, table = tiny_run
     metrics = load_json(out / "metrics.json")
     assert metrics["n_points"] == 40 and abs(metrics["slope"] - 2.0) < 0.2
     params = load_json(out / "params.json")
     assert params["study"] == "tiny" and params["parameters"]["label"] == "hello"
     assert params["parameters"]["n_points"] == 40 and params["parameters"]["seed"] == 0   # defaults recorded too
+    assert params["parameters"]["out_dir"] == str(out.resolve()) and params["parameters"]["device"] == "cpu"
+    status = runs.run_status(out)
+    assert status["state"] == "completed" and status["error"] is None and status["finished"] >= status["started"]
     assert (out / "figures" / "line.png").stat().st_size > 1000
     nb = nbformat.read(out / "tiny.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     assert "hello" in json.dumps(nb.cells[-1].outputs)
-    table = capsys.readouterr().out
     assert "| tiny | run | slope |" in table and "| 2 | the line y = 2t + 1 |" in table
     assert (out / "report.html").exists()
+    assert not list(out.glob(".*.tmp"))                          # no temporary notebook left behind
 
 
 def test_failing_cell_gives_short_error(fixture_nbs, tmp_path):
@@ -88,20 +101,34 @@ def test_failing_cell_gives_short_error(fixture_nbs, tmp_path):
     assert proc.returncode == 1
     assert "cell 4 failed: ValueError: asked to fail" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert "without encryption" not in proc.stderr + proc.stdout   # the kernel's start-up log stays quiet
+    assert runs.run_status(tmp_path / "f")["state"] == "failed"
+    assert "cell 4: ValueError: asked to fail" in runs.run_status(tmp_path / "f")["error"]
     assert (tmp_path / "f" / "tiny.ipynb").exists()              # the executed notebook keeps the traceback
     assert load_json(tmp_path / "f" / "metrics.json")["n_points"] == 50   # what ran before the error is kept
 
 
-def test_report_collects_runs(fixture_nbs, tmp_path, capsys):
-    for n in ("30", "60"):
-        assert main(["run", "tiny", "--nbs", str(fixture_nbs), "-p", "n_points", n,
-                     "--out", str(tmp_path / f"r{n}"), "--no-progress"]) == 0
-    capsys.readouterr()
+def _copy_run(src, dst, **params):
+    "A copy of a run folder with some parameters and metrics changed (as if run with them)."
+    shutil.copytree(src, dst)
+    rec = load_json(dst / "params.json")
+    rec["parameters"].update(params, out_dir=str(dst.resolve()))
+    (dst / "params.json").write_text(json.dumps(rec))
+    metrics = load_json(dst / "metrics.json")
+    metrics.update({k: v for k, v in params.items() if k in metrics})
+    (dst / "metrics.json").write_text(json.dumps(metrics))
+    return dst
+
+
+def test_report_collects_runs(tiny_run, tmp_path, capsys):
+    _copy_run(tiny_run[0], tmp_path / "r30", n_points=30)
+    _copy_run(tiny_run[0], tmp_path / "r60", n_points=60)
     assert main(["report", str(tmp_path / "r30"), str(tmp_path / "r60"), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| tiny | r30 | n_points | 30 |" in md and "| tiny | r60 | n_points | 60 |" in md
     assert "<table" in (tmp_path / "rep" / "report.html").read_text()
     assert main(["report", str(tmp_path / "nothing")]) == 1
+    assert capsys.readouterr().err.count("\n") == 1             # one line
 
 
 def test_paper_profile_names_declared_parameters():
@@ -128,16 +155,26 @@ def test_readme_is_generated_from_index():
     assert runs.build_docs(root=ROOT, check=True)
 
 
-def test_docs_write_readme_and_html_with_figures(fixture_nbs, tmp_path):
+def test_docs_write_readme_and_html_with_figures(tiny_run, tmp_path):
     root = tmp_path / "proj"
     (root / "nbs").mkdir(parents=True)
     (root / "settings.ini").write_text("[DEFAULT]\n")
     (root / "index.ipynb").write_text((ROOT / "index.ipynb").read_text())
     with pytest.raises(ChapterError, match="stale"):
         runs.build_docs(root=root, check=True)                     # no README yet
-    assert main(["run", "tiny", "--nbs", str(fixture_nbs), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    shutil.copytree(tiny_run[0], tmp_path / "r")
     written = runs.build_docs([tmp_path / "r"], out=tmp_path / "docs", root=root)
     assert (root / "README.md").read_text() == (ROOT / "README.md").read_text()
     html_page = (tmp_path / "docs" / "tiny.html").read_text()
     assert tmp_path / "docs" / "tiny.html" in written and "data:image/png;base64" in html_page
     assert runs.build_docs(root=root, check=True)
+
+
+def test_chapter_defaults_and_paper_profile_pass_their_checks(monkeypatch):
+    "The ranges, choices and name rules each chapter declares accept its own defaults and the paper profile's values."
+    monkeypatch.setattr(runs, "available_memory", lambda: None)    # the paper scale need not fit on this machine
+    paper = load_profile("paper")
+    for study, nb in find_chapters(ROOT / "nbs").items():
+        declared = chapter_params(nb)
+        runs._check_defaults(study, declared, {})
+        runs.resolve_params(study, declared, {k: v for k, v in paper.get(study, {}).items() if k in declared})
