@@ -629,28 +629,19 @@ def readme_text(root=None) -> str:
     return body.strip() + "\n"
 
 def build_docs(run_dirs=None, out="_docs", root=None, check: bool = False) -> list:
-    "Write README.md from index.ipynb and an HTML page per executed chapter; with `check`, only compare README."
+    """Write README.md from index.ipynb and the documentation site into `out` (`astro_nb.docs.build_site`: index,
+    chapter pages from the latest completed runs, library notebooks, API reference); with `check`, only compare README."""
     root = Path(root) if root else project_root()
     text, readme = readme_text(root), root / "README.md"
     if check:
         if not readme.exists() or readme.read_text() != text:
             raise ChapterError("README.md is stale: regenerate it from index.ipynb with `astro-nb docs`")
         return [readme]
-    from nbconvert import HTMLExporter
+    from astro_nb.docs import build_site, check_site
     with atomic_write(readme) as f: f.write(text)
-    written, out = [readme], Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter(embed_images=True)
-    for d in (run_dirs if run_dirs else latest_runs(root / "_runs")):
-        for nb in sorted(Path(d).glob("*.ipynb")):
-            try: body, _ = exporter.from_filename(str(nb))
-            except Exception as e:   # truncated JSON, not a notebook: whatever nbformat or nbconvert raises
-                print(f"astro-nb docs: skipping {nb}: not a readable notebook ({type(e).__name__}: {_one_line(e)[:200]})",
-                      file=sys.stderr)
-                continue
-            target = out / f"{nb.stem}.html"
-            with atomic_write(target) as f: f.write(body)
-            written.append(target)
+    written = [readme] + build_site(out, root, list(run_dirs) if run_dirs else None)
+    for problem in check_site(out):
+        print(f"astro-nb docs: {problem}", file=sys.stderr)
     return written
 
 # %% ../nbs/01_runs.ipynb #f09900a8

@@ -163,10 +163,12 @@ def test_docs_write_readme_and_html_with_figures(tiny_run, tmp_path):
     with pytest.raises(ChapterError, match="stale"):
         runs.build_docs(root=root, check=True)                     # no README yet
     shutil.copytree(tiny_run[0], tmp_path / "r")
+    shutil.copy(FIXTURES / "nbs" / "10_tiny.ipynb", root / "nbs")
     written = runs.build_docs([tmp_path / "r"], out=tmp_path / "docs", root=root)
     assert (root / "README.md").read_text() == (ROOT / "README.md").read_text()
-    html_page = (tmp_path / "docs" / "tiny.html").read_text()
-    assert tmp_path / "docs" / "tiny.html" in written and "data:image/png;base64" in html_page
+    page = tmp_path / "docs" / "chapters" / "tiny.html"
+    assert page in written and "data:image/png;base64" in page.read_text()
+    assert (tmp_path / "docs" / "index.html").exists()
     assert runs.build_docs(root=root, check=True)
 
 

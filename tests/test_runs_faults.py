@@ -439,16 +439,15 @@ def test_kill_9_leaves_a_valid_notebook(tmp_path):
     assert runs.latest_runs(tmp_path) == [] and runs.unfinished_runs(tmp_path) == [out]
 
 
-def test_docs_skip_a_broken_notebook(tmp_path, capsys):
+def test_docs_skip_a_broken_notebook(tmp_path, caplog):
     from conftest import ROOT
     root = tmp_path / "proj"
     (root / "nbs").mkdir(parents=True)
     (root / "settings.ini").write_text("[DEFAULT]\n")
     (root / "index.ipynb").write_text((ROOT / "index.ipynb").read_text())
-    good, bad = tmp_path / "good", tmp_path / "bad"
-    write_chapter(good, "good.ipynb", "seed: int = 0")
-    bad.mkdir()
-    (bad / "bad.ipynb").write_text('{"cells": [{"cell_type": "markdown", "source": "trunc')
-    written = runs.build_docs([good, bad], out=tmp_path / "docs", root=root)
-    assert tmp_path / "docs" / "good.html" in written and not (tmp_path / "docs" / "bad.html").exists()
-    assert f"skipping {bad / 'bad.ipynb'}: not a readable notebook" in capsys.readouterr().err
+    write_chapter(root / "nbs", "10_good.ipynb", "seed: int = 0")
+    (root / "nbs" / "20_bad.ipynb").write_text('{"cells": [{"cell_type": "markdown", "source": "trunc')
+    written = runs.build_docs(None, out=tmp_path / "docs", root=root)
+    assert tmp_path / "docs" / "chapters" / "good.html" in written
+    assert not list((tmp_path / "docs").rglob("*bad*.html"))
+    assert "skipped" in caplog.text and "20_bad.ipynb" in caplog.text
