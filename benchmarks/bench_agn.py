@@ -18,12 +18,11 @@ from pathlib import Path
 
 os.environ.setdefault("ASTRO_NB_PROGRESS", "0")
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from astro_nb.agn import data, sim
-from astro_nb.banks import build_bank
+from astro_nb.banks import build_bank, dask_client
 
 
 def run(n, chunk, root, client, workers, tag):
@@ -48,15 +47,13 @@ def main(argv=None):
     root = Path(tempfile.mkdtemp(prefix="bench_agn_"))
     try:
         s_sim, s_feat, tables = run(a.n, a.chunk, root, None, None, "serial")
-        from dask.distributed import Client, LocalCluster
         t0 = time.perf_counter()
-        cluster = LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
+        client, _ = dask_client("local", a.workers)
         startup = time.perf_counter() - t0
         try:
             d_sim, d_feat, _ = run(a.n, a.chunk, root, client, None, "dask")
         finally:
-            client.close(); cluster.close()
+            cluster = client.cluster; client.close(); cluster.close()
         print(f"dask cluster start-up: {startup:.1f} s (not counted below)")
         print(f"objects: {a.n}, chunk {a.chunk}, cores {os.cpu_count()}")
         print(f"serial       : simulate+write {a.n / s_sim:8.0f} obj/s   features {a.n / s_feat:8.0f} obj/s   "

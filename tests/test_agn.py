@@ -1,11 +1,11 @@
-"Tests of the AGN study (arXiv:2307.04072): simulator, real-format loader, features, matching, classic cut."
+"Tests of the AGN study (arXiv:2307.04072): simulator, real-format loader, features, models, scoring, classic cut, chapter on the sample tables."
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from astro_nb.agn import data, models, sim
+from astro_nb.agn import data, evaluate, model, sim
 from astro_nb.banks import build_bank
 
 DATA = Path(__file__).parent / "data" / "agn_dc"
@@ -21,13 +21,13 @@ def survey(tmp_path_factory):
 
 # ---------------------------------------------------------------- simulator
 def test_class_proportions():
-    out = sim.simulate_survey(5000, np.random.default_rng(0), n_epochs=12)
+    out = sim.simulate_survey(5000, np.random.default_rng(0), n_visits=12)
     frac = np.bincount(out["cls"], minlength=3) / 5000
     np.testing.assert_allclose(frac, [93 / 377, 212 / 377, 72 / 377], atol=0.02)
 
 
 def test_cadence_seasons_and_counts():
-    t, counts = sim.stripe82_cadence(400, np.random.default_rng(1), n_epochs=60, years=10)
+    t, counts = sim.stripe82_cadence(400, np.random.default_rng(1), n_visits=60, years=10)
     assert t.shape[:2] == (400, 5)
     assert 50 < np.median(counts) < 70
     assert ((~np.isnan(t[:, 0])).sum(1) == counts).all()
@@ -179,21 +179,21 @@ def test_features_separate_classes(survey):
     full = data.make_dataset(objects, feats, seed=0)
     novar = data.make_dataset(objects, feats, ("photometry", "colours", "morphology"), seed=0)
     assert not any(n in novar["names"] for n in groups["variability"])
-    acc = models.fit_and_score(models.make_rf(100, n_jobs=1), full["X_train"], full["y_train"], full["X_blind"], full["y_blind"])
-    assert acc["accuracy"] > 0.9
+    acc = evaluate.fit_and_score(model.make_rf(100, threads=1), full["X_train"], full["y_train"], full["X_blind"], full["y_blind"])
+    assert acc["accuracy"] > 0.9 and set(acc["purity"]) == set(acc["completeness"]) == set(sim.CLASSES)
     # the blinded set never overlaps the training set
     assert not set(full["id_train"]) & set(full["id_blind"])
 
 
 def test_hungarian_matching_hand_made():
-    acc, mapping = models.hungarian_match([0, 0, 0, 1, 1, 2, 2, 2], [1, 1, 1, 2, 2, 0, 0, 2])
+    acc, mapping = evaluate.hungarian_match([0, 0, 0, 1, 1, 2, 2, 2], [1, 1, 1, 2, 2, 0, 0, 2])
     assert mapping == {1: 0, 2: 1, 0: 2} and acc == pytest.approx(7 / 8)
-    acc, mapping = models.hungarian_match([0, 1, 2], [0, 0, 0])     # one cluster: only one class can match
+    acc, mapping = evaluate.hungarian_match([0, 1, 2], [0, 0, 0])     # one cluster: only one class can match
     assert acc == pytest.approx(1 / 3)
 
 
 def test_classic_cut_hand_made():
-    sel = models.classic_qso_selection(
+    sel = evaluate.classic_qso_selection(
         r_gr=[0.8, 0.8, 0.8, 0.8, 0.2, 0.8, 0.8, 0.5],
         sigma_g=[0.2, 0.2, 0.2, 0.2, 0.2, 0.04, 0.2, 0.1],
         extendedness_g=[0.1, 0.95, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
@@ -202,10 +202,10 @@ def test_classic_cut_hand_made():
     np.testing.assert_array_equal(sel, [True, False, False, False, False, False, False, True])
     # wedge edges: sigma_g must lie between exp(-r-2) and exp(1.3 r - 1.7)
     r = 0.5
-    assert models.classic_qso_selection(r, np.exp(-r - 2) * 1.01, 0, 0, 0)
-    assert not models.classic_qso_selection(r, np.exp(1.3 * r - 1.7) * 1.01, 0, 0, 0)
-    c, p = models.completeness_purity([1, 1, 1, 0], [1, 1, 0, 1])
-    assert (c, p) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    assert evaluate.classic_qso_selection(r, np.exp(-r - 2) * 1.01, 0, 0, 0)
+    assert not evaluate.classic_qso_selection(r, np.exp(1.3 * r - 1.7) * 1.01, 0, 0, 0)
+    m = evaluate.selection_metrics([1, 1, 1, 0], [1, 1, 0, 1])
+    assert (m["completeness"]["Qso"], m["purity"]["Qso"]) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
 
 
 def test_gr_correlation():
@@ -214,22 +214,26 @@ def test_gr_correlation():
     s = rng.normal(0, 0.2, (1, 30))
     m_r = 0.7 * s
     s_out = s.copy(); s_out[0, 3] += 5.0                            # one wild epoch, removed by clipping
-    r, sig, n = models.gr_correlation(t, s_out, t + 0.003, m_r)
+    r, sig, n = evaluate.gr_correlation(t, s_out, t + 0.003, m_r)
     assert n[0] == 29 and r[0] > 0.99
-    r, _, _ = models.gr_correlation(t, s, t + 0.5, m_r)               # no epochs within 0.02 d
+    r, _, _ = evaluate.gr_correlation(t, s, t + 0.5, m_r)               # no epochs within 0.02 d
     assert np.isnan(r[0])
 
 
 def test_ann_checkpoint_resume(tmp_path):
+    "The networks train through learn.fit_torch: a larger max_epochs resumes; another model's checkpoint is refused."
+    from astro_nb.learn import CheckpointMismatch
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 5)); y = (X[:, 0] > 0).astype(int)
     ck = tmp_path / "ann.pt"
-    a = models.ANNClassifier(epochs=2, checkpoint=ck).fit(X, y)
-    assert ck.exists() and len(a.losses_) == 2
-    b = models.ANNClassifier(epochs=3, checkpoint=ck).fit(X, y)
-    assert len(b.losses_) == 1                                      # resumed at epoch 2
-    c = models.ANNClassifier(epochs=2, checkpoint=ck).fit(X[:, :4], y)
-    assert len(c.losses_) == 2                                      # another model's checkpoint: from scratch
+    a = model.ANNClassifier(max_epochs=2, checkpoint=ck, show_progress=False).fit(X, y)
+    assert ck.exists() and a.history_["epochs_run"] == 2 and a.history_["resumed_from"] == 0
+    b = model.ANNClassifier(max_epochs=3, checkpoint=ck, show_progress=False).fit(X, y)
+    assert b.history_["resumed_from"] == 2 and b.history_["epochs_run"] == 3
+    c = model.ANNClassifier(max_epochs=3, show_progress=False).fit(X, y)          # uninterrupted: the same weights
+    np.testing.assert_allclose(b.predict_proba(X), c.predict_proba(X), rtol=1e-6)
+    with pytest.raises(CheckpointMismatch, match="another"):
+        model.ANNClassifier(max_epochs=2, checkpoint=ck, show_progress=False).fit(X[:, :4], y)
 
 
 def test_ann_is_seeded():
@@ -237,15 +241,115 @@ def test_ann_is_seeded():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(150, 4)); y = (X[:, 0] + X[:, 1] > 0).astype(int)
     import torch
-    p1 = models.ANNClassifier(epochs=2, seed=3).fit(X, y).predict_proba(X)
+    p1 = model.ANNClassifier(max_epochs=2, seed=3, show_progress=False).fit(X, y).predict_proba(X)
     torch.rand(10)                                                  # disturb the global torch stream
-    p2 = models.ANNClassifier(epochs=2, seed=3).fit(X, y).predict_proba(X)
+    p2 = model.ANNClassifier(max_epochs=2, seed=3, show_progress=False).fit(X, y).predict_proba(X)
     np.testing.assert_allclose(p1, p2, rtol=1e-6)
 
 
-def test_metrics():
-    m = models.classification_metrics([0, 1, 2, 2], [0, 1, 1, 2])
-    assert m["accuracy"] == 0.75 and m["precision"]["Gal"] == 0.5 and m["recall"]["Qso"] == 0.5
-    np.testing.assert_allclose(np.asarray(m["confusion_true"]).sum(1), 1)
-    with pytest.raises(ValueError, match="shape"):
-        models.confusion([0, 1], [0])
+def test_dec_trains_through_fit_torch(tmp_path):
+    "DEC: a checkpointed autoencoder, a resumed fit equal to the first, three blobs found, scored after matching."
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(m, 0.5, (200, 4)) for m in (-3, 0, 3)]); y = np.repeat([2, 0, 1], 200)
+    ck = tmp_path / "dec"
+    d1 = model.DEC(pretrain_epochs=20, epochs=3, checkpoint=ck, show_progress=False)
+    r1 = evaluate.fit_and_score_clusters(d1, X, X, y)
+    assert (tmp_path / "dec-ae.pt").exists() and r1["accuracy"] > 0.95 and len(d1.kl_) == 3
+    d2 = model.DEC(pretrain_epochs=20, epochs=3, checkpoint=ck, show_progress=False).fit(X)
+    assert d2.pretrain_history_["resumed_from"] == 20
+    np.testing.assert_array_equal(d1.predict(X), d2.predict(X))
+    assert set(r1["mapping"].values()) == {0, 1, 2} and set(r1["purity"]) == set(sim.CLASSES)
+
+
+def test_classification_results_use_purity_completeness():
+    "Every result carries learn.classification_metrics' keys: per-class purity and completeness, no precision/recall."
+    m = evaluate.score_clusters([2, 2, 0, 1, 1, 1], [0, 0, 0, 1, 1, 2])
+    assert m["accuracy"] == pytest.approx(4 / 6) and m["mapping"] == {2: 0, 1: 1, 0: 2}
+    assert "precision" not in m and "recall" not in m
+    assert m["completeness"]["Star"] == pytest.approx(2 / 3)
+
+
+def test_compare_models_small():
+    "The comparison loop: every model on every dataset, the SVM row cap, zero maps for the no-variability set."
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 5)); y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.8)
+    ids = np.arange(1000, 1300)
+    ds = {"X_train": X[:200], "y_train": y[:200], "id_train": ids[:200], "X_blind": X[200:], "y_blind": y[200:], "id_blind": ids[200:]}
+    maps = rng.random((300, 3, 32, 32)).astype(np.float16)
+    settings = dict(rf_trees=10, xgb_trees=10, ann_epochs=1, cnn_epochs=1, show_progress=False)
+    res = evaluate.compare_models({"all": ds, "no_variability": ds}, maps, ids, settings, 50, rng, verbose=False)
+    assert list(res) == ["all", "no_variability"] and list(res["all"]) == list(model.MODELS)
+    assert all(0 <= r["accuracy"] <= 1 and "purity" in r for t in res.values() for r in t.values())
+    with pytest.raises(ValueError, match="svm_max_train must be >= 1"):
+        evaluate.compare_models({"all": ds}, maps, ids, settings, 0, rng)
+    tab = evaluate.accuracy_table(res)
+    assert list(tab.columns) == ["accuracy", "paper", "no variability", "fit s", "predict s"]
+
+
+def test_label_schema_defined_once():
+    "The classes and label ids come from sim; data and evaluate use the same objects."
+    assert sim.CLASSES == ("Star", "Gal", "Qso") and sim.LABELS == {"Star": 0, "Gal": 1, "Qso": 2}
+    assert data.CLASS_MAP is sim.CLASS_MAP and data.CLASSES is sim.CLASSES and evaluate.CLASSES is sim.CLASSES
+    assert set(sim.CLASS_MAP.values()) == set(sim.CLASSES)
+
+
+# ---------------------------------------------------------------- issue 13: bad magnitude errors, the sample tables
+def test_bad_magerr_dropped_and_counted(tmp_path):
+    "A negative, zero or NaN psMagErr is a missing epoch (counted), never clamped to a tiny error."
+    fs = pd.read_csv(DATA / "ForcedSourceTable_sample.csv")
+    rep = {}
+    lcs = data.pad_light_curves(fs.assign(psMagErr=[-0.1, np.nan, 0.56]), report=rep)
+    assert rep == {"n_epochs_without_mag": 1, "n_epochs_bad_magerr": 1}
+    assert (~np.isnan(lcs["t"][0, 0])).sum() == 1 and lcs["e"][0, 0, 0] == 0.56
+    rep = {}
+    data.pad_light_curves(fs.assign(psMagErr=[0.0, 0.3, np.inf]), report=rep)
+    assert rep["n_epochs_bad_magerr"] == 2
+    # through the streaming feature extraction: counted in the report
+    rows = pd.concat([fs.assign(mjd=fs["mjd"] + k, psMagErr=[-0.2, np.nan, 0.5]) for k in range(12)], ignore_index=True)
+    p = tmp_path / "fs.parquet"; rows.to_parquet(p)
+    _, _, frep = data.extract_features(p, show_progress=False)
+    assert frep["n_epochs_bad_magerr"] == 12 and frep["n_epochs_without_mag"] == 12
+    # light-curve statistics refuse a non-positive error handed to them directly
+    bad = {"objectId": np.array([1]), "t": np.arange(10.0)[None, None].repeat(5, 1), "m": np.ones((1, 5, 10)),
+           "e": np.full((1, 5, 10), -0.1)}
+    with pytest.raises(ValueError, match="negative magnitude error"):
+        data.lc_features(bad)
+
+
+def test_sample_tables_clear_errors():
+    "The project's real sample rows: loaded without a KeyError, plotted, and refused for training in one clear line."
+    import matplotlib.pyplot as plt
+    obj, rep = data.load_object_table(DATA / "ObjectTable_sample.csv", columns=["z", "photoZ_pest"])
+    assert len(obj) == 3 and "psMag_g" in obj.columns and "z" in obj.columns
+    paths = data.real_tables(str(DATA / "ObjectTable_sample.csv"), str(DATA / "ForcedSourceTable_sample.csv"))
+    feats, maps, frep = data.extract_features(paths["ForcedSourceTable"], obj["objectId"].to_numpy(), show_progress=False)
+    assert frep["n_objects_without_epochs"] == 3 and len(feats) == 0
+    with pytest.raises(ValueError, match=r"too few usable objects .*\{'Star': 0, 'Gal': 0, 'Qso': 0\}"):
+        data.make_dataset(obj, feats)
+    # the ForcedSource rows belong to an object the Object table lacks: the figure says so, no KeyError
+    fig = evaluate.plot_light_curves(next(data.iter_light_curves(paths["ForcedSourceTable"])), obj)
+    assert "no labelled Star" in fig.axes[0].texts[0].get_text(); plt.close(fig)
+    with pytest.raises(ValueError, match="give both"):
+        data.real_tables(str(DATA / "ObjectTable_sample.csv"), "")
+
+
+def test_one_class_refused_clearly(survey):
+    "A table with a single usable class stops with the class counts, not a scikit-learn stratification error."
+    _, paths = survey
+    objects, _ = data.load_object_table(paths["ObjectTable"])
+    stars = objects[objects["label"] == 0].iloc[:40]
+    feats, _, _ = data.extract_features(paths["ForcedSourceTable"], stars["objectId"].to_numpy(), maps=False, show_progress=False)
+    with pytest.raises(ValueError, match="too few usable objects.*'Gal': 0, 'Qso': 0"):
+        data.make_dataset(stars, feats)
+
+
+@pytest.mark.slow
+def test_chapter_on_sample_tables_fails_in_one_line(tmp_path):
+    "The chapter run on the project's sample tables stops at the dataset with the one-line reason, not a KeyError."
+    from astro_nb import runs
+    nb = runs.find_chapters()["agn"]
+    params = {"object_table": str(DATA / "ObjectTable_sample.csv"), "forced_table": str(DATA / "ForcedSourceTable_sample.csv")}
+    with pytest.raises(runs.ChapterFailed) as e:
+        runs.run_chapter("agn", nb, params, tmp_path / "run", progress_bar=False)
+    msg = str(e.value).splitlines()[0]
+    assert "ValueError" in msg and "too few usable objects" in msg and "KeyError" not in str(e.value)
