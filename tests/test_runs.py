@@ -131,15 +131,17 @@ def test_report_collects_runs(tiny_run, tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1             # one line
 
 
-def test_paper_profile_names_declared_parameters():
-    "Every paper-profile entry for a chapter that exists must be a parameter that chapter declares."
+@pytest.mark.parametrize("name", ["paper", "reproduce"])
+def test_profiles_name_declared_parameters_in_range(name):
+    "Every entry of the shipped profiles is a parameter its chapter declares, with a value inside its declared range."
     chapters = find_chapters(ROOT / "nbs")
-    paper = load_profile("paper")
-    assert set(paper) >= {"mergers", "agn", "sed", "clusters"}
+    profile = load_profile(name)
+    assert set(profile) >= {"mergers", "agn", "sed", "clusters"}
     for study, nb in chapters.items():
         declared = chapter_params(nb)
-        missing = [k for k in paper.get(study, {}) if k not in declared]
-        assert not missing, f"{study}: paper profile sets {missing}, not declared by {nb.name}"
+        missing = [k for k in profile.get(study, {}) if k not in declared]
+        assert not missing, f"{study}: {name} profile sets {missing}, not declared by {nb.name}"
+        for k, v in profile.get(study, {}).items(): declared[k].check(v, study=study)
 
 
 def test_chapters_follow_conventions():
