@@ -8,8 +8,8 @@
    `--repeats`), `simulate_spectra` on batches of `--batch` prior draws in float64 and float32, with
    torch on 1 thread (one core, like bagpipes) and on all threads; on a GPU when torch sees one.
    Ratios are against bagpipes measured in the same run.
-3. With `--posteriors` (needs astro_nb.inference): NPE posteriors per second (1000 samples each,
-   batched) vs emcee posteriors per second on the same spectra, after a small NPE training.
+3. With `--posteriors`: NPE posteriors per second (1000 samples each inside the prior, batched,
+   `sed.model.sample_npe`) vs emcee posteriors per second (`sed.model.emcee_posterior`), after a small NPE training.
 """
 import argparse
 import os
@@ -76,26 +76,17 @@ def main():
 
 def posteriors(rng, n_train=5000, n_test=3):
     "NPE vs emcee on the same noisy spectra: posteriors per second."
-    from astro_nb import inference as inf
-    from astro_nb.sed.sim import (PARAM_NAMES, PRIOR_HIGH, PRIOR_LOW, add_noise, normalise_spectra,
-                                  simulate_bank)
+    from astro_nb.sed.model import emcee_posterior, sample_npe, train_estimators, npe_configs
+    from astro_nb.sed.sim import simulate_bank
     torch.set_num_threads(1)                                         # small flows: one thread is as fast
-    prior = inf.make_prior(list(zip(PARAM_NAMES, PRIOR_LOW, PRIOR_HIGH)))
     bank = simulate_bank(n_train, rng)
+    cfg = dict(list(npe_configs().items())[:1])                      # the paper's MAF
     t0 = time.perf_counter()
-    post = inf.train_npe(bank["theta"], bank["x"], prior, hidden_features=25, num_transforms=10, max_num_epochs=30,
-                         device="cpu", show_progress=False)
+    post = next(iter(train_estimators(bank["theta"], bank["x"], cfg, max_epochs=30).values()))
     t_train = time.perf_counter() - t0
-    theta = sample_prior(n_test, rng)
-    flux = simulate_spectra(theta)
-    noisy = add_noise(flux, rng)
-    x = normalise_spectra(noisy)
-    t_npe = inf.time_npe_per_posterior(post, x, n=1000)
-    def loglike(th):
-        m = simulate_spectra(np.atleast_2d(th)); sd = m / 20.0
-        return -0.5 * (((noisy[0] - m) / sd) ** 2).sum(1) - np.log(sd).sum(1)
-    res = inf.run_emcee(loglike, prior, n_samples=1000, n_burn=1000, vectorize=True)
-    t_mcmc = res.seconds
+    x = simulate_bank(n_test, rng)["x"]
+    t_npe = sample_npe(post, x, 1000).seconds / n_test
+    t_mcmc = emcee_posterior(x[0], n_samples=1000, n_burn=1000, n_steps=1000).seconds
     print(f"NPE training {t_train:.0f} s; NPE {1 / t_npe:.1f} posteriors/s; emcee {1 / t_mcmc:.4f} posteriors/s; "
           f"ratio {t_mcmc / t_npe:.0f}")
 

@@ -1,1 +1,1 @@
-"""Study 3: amortized inference of galaxy properties from spectra (arXiv:2211.09126): bagpipes-exact batched simulator, survey-spectrum loader."""
+"""Study 3: amortized inference of galaxy properties from spectra (arXiv:2211.09126): `sim` (bagpipes-exact batched simulator and the prior), `data` (survey spectra), `model` (the NPEs, sampling inside the prior, the exact likelihood), `evaluate` (recovery, reference posteriors, calibration, amortization, figures)."""

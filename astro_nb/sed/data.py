@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .sim import SPEC_WAVS, _bin_edges, normalise_spectra, spectres_matrix
+from .sim import SPEC_WAVS, _bin_edges, normalise_spectra, simulate_spectra, spectres_matrix
 
 # %% auto #0
 __all__ = ['MODEL_RANGE', 'MPC_CM', 'luminosity_distance_cm', 'resample_masked', 'RestFrameSpectrum', 'load_survey_spectrum',
-           'read_sdss_spectrum', 'load_sdss_spectrum', 'write_sdss_like']
+           'read_sdss_spectrum', 'load_sdss_spectrum', 'write_sdss_like', 'mock_sdss_spectrum', 'load_spectra']
 
 # %% ../../nbs/32_sed_data.ipynb #554c788c
 MODEL_RANGE = tuple(_bin_edges(SPEC_WAVS)[0][[0, -1]])   # rest-frame edges of the model pixels [A]
@@ -146,3 +146,35 @@ def write_sdss_like(path, loglam, flux, ivar, z: float) -> Path:
     specobj = fits.BinTableHDU.from_columns([fits.Column(name="Z", format="E", array=np.array([z], np.float32))], name="SPECOBJ")
     fits.HDUList([fits.PrimaryHDU(), coadd, specobj]).writeto(path, overwrite=True)
     return Path(path)
+
+# %% ../../nbs/32_sed_data.ipynb #4d755c85
+def mock_sdss_spectrum(path, theta, rng: np.random.Generator, z: float = 0.05, snr: float = 20.0) -> Path:
+    "Write the model spectrum of `theta` (5,) as an SDSS-like file at redshift `z`, with noise `snr` per model pixel."
+    if not snr > 0: raise ValueError(f"snr must be > 0, got {snr}")
+    loglam = np.arange(np.log10(2900 * (1 + z)), np.log10(10200 * (1 + z)), 1e-4)
+    L = simulate_spectra(np.asarray(theta, dtype=float))[0]
+    scale = 4 * np.pi * luminosity_distance_cm(z) ** 2 * (1 + z) * 1e-17
+    obs = np.interp(10 ** loglam / (1 + z), SPEC_WAVS, L) / scale
+    n_fine = 50 / (10 ** loglam / (1 + z) * np.log(10) * 1e-4)         # SDSS pixels per 50 A model pixel
+    err = np.sqrt(n_fine) * obs / snr                                  # 1/snr per model pixel after resampling
+    return write_sdss_like(path, loglam, obs + err * rng.standard_normal(len(obs)), 1 / err ** 2, z)
+
+def load_spectra(path, min_coverage: float = 0.5) -> tuple:
+    """SDSS spec files from `path` (one file, or a folder's `*.fits`) as network inputs.
+
+    Returns `(names, x, skipped)`: file names, inputs (n, 139) of the complete spectra, and {name: reason}
+    for the files that could not be used (unreadable, or not covering every model pixel); an error
+    when none can be used."""
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"no spectrum file or folder at {path}")
+    files = sorted(path.glob("*.fits")) if path.is_dir() else [path]
+    if not files: raise FileNotFoundError(f"no *.fits file in {path}")
+    names, xs, skipped = [], [], {}
+    for f in files:
+        try: x = load_sdss_spectrum(f, min_coverage).network_input()
+        except ValueError as e: skipped[f.name] = str(e); continue
+        names.append(f.name); xs.append(x[0])
+    if not names:
+        raise ValueError(f"none of the {len(files)} spectrum file(s) in {path} can be used: "
+                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return names, np.array(xs), skipped

@@ -12,17 +12,23 @@ import warnings
 
 import numpy as np
 
+with warnings.catch_warnings():   # sbi imports tqdm.auto, which warns in a notebook without ipywidgets (text bars are fine)
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from astro_nb.inference import make_prior
+
 # %% auto #0
-__all__ = ['PARAM_NAMES', 'PARAM_LABELS', 'PRIOR_LOW', 'PRIOR_HIGH', 'SPEC_WAVS', 'LSUN', 'AV_MAX', 'sample_prior',
-           'model_components', 'import_bagpipes', 'bagpipes_model', 'age_of_universe', 'check_theta',
-           'bagpipes_spectra', 'spectres_matrix', 'SEDGrids', 'sed_grids', 'simulate_spectra', 'add_noise',
-           'normalise_spectra', 'simulate_bank']
+__all__ = ['PARAM_NAMES', 'PARAM_LABELS', 'PRIOR_LOW', 'PRIOR_HIGH', 'PARAM_UNITS', 'PRIOR', 'SPEC_WAVS', 'LSUN', 'AV_MAX',
+           'sample_prior', 'model_components', 'import_bagpipes', 'bagpipes_model', 'age_of_universe', 'check_theta',
+           'bagpipes_spectra', 'spectres_matrix', 'SEDGrids', 'sed_grids', 'simulate_spectra', 'compare_with_bagpipes',
+           'add_noise', 'normalise_spectra', 'observed_flux', 'simulate_bank']
 
 # %% ../../nbs/31_sed_sim.ipynb #b57b67c7
 PARAM_NAMES = ("log_mass", "age_gyr", "log_tau", "log_z", "av")
 PARAM_LABELS = (r"$\log M_\star/M_\odot$", r"age [Gyr]", r"$\log \tau$/Gyr", r"$\log Z/Z_\odot$", r"$A_V$")
 PRIOR_LOW = np.array([8.0, 0.01, -1.0, -2.0, 0.1])
 PRIOR_HIGH = np.array([13.0, 4.0, 1.0, 0.2, 1.0])
+PARAM_UNITS = ("dex(Msun)", "Gyr", "dex(Gyr)", "dex(Zsun)", "mag")
+PRIOR = make_prior(list(zip(PARAM_NAMES, PRIOR_LOW, PRIOR_HIGH, PARAM_LABELS, PARAM_UNITS)))
 SPEC_WAVS = np.arange(3060.0, 9911.0, 50.0)   # rest-frame pixel centres [A]: 138 pixels of 50 A
 LSUN = 3.826e33                               # bagpipes' Lsun [erg/s]
 AV_MAX = 3.0                                  # simulate_spectra supports 0 <= Av <= AV_MAX
@@ -286,6 +292,37 @@ def simulate_spectra(theta, device="cpu", dtype: str = "float64", veldisp: float
         out = torch.cat([_simulate_batch(tt[s:s + batch_size], d) for s in range(0, len(tt), batch_size)])
     return out if is_tensor else out.cpu().numpy()
 
+# %% ../../nbs/31_sed_sim.ipynb #cd28b783
+def _best_time(fn, repeats: int) -> float:
+    "The shortest wall time of `repeats` calls of `fn`."
+    import time
+    best = np.inf
+    for _ in range(int(repeats)):
+        t0 = time.perf_counter(); fn(); best = min(best, time.perf_counter() - t0)
+    return best
+
+def compare_with_bagpipes(n: int, rng: np.random.Generator, n_speed: int = 1000, repeats: int = 3) -> dict:
+    """The batched simulator against bagpipes on `n` prior draws: worst median |relative deviation| and
+    seconds per spectrum on one torch thread, in float64 and float32, and the speed-ups over bagpipes."""
+    import torch
+    if n < 1 or n_speed < 1: raise ValueError(f"n and n_speed must be >= 1, got {n} and {n_speed}")
+    theta = sample_prior(n, rng)
+    bagpipes_spectra(theta[:1])                                     # build the model once
+    t_bp = _best_time(lambda: bagpipes_spectra(theta), 1) / n
+    ref = bagpipes_spectra(theta)
+    big = sample_prior(n_speed, rng)
+    out = {"n": int(n), "bagpipes_seconds": t_bp}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                                        # one core each: bagpipes runs on one thread
+    try:
+        for dt in ("float64", "float32"):
+            out[f"median_rel_dev_{dt}"] = float(np.median(np.abs(simulate_spectra(theta, dtype=dt) / ref - 1), 1).max())
+            simulate_spectra(big[:10], dtype=dt)                    # warm-up
+            t = _best_time(lambda: simulate_spectra(big, dtype=dt), repeats) / n_speed
+            out[f"seconds_{dt}"], out[f"speedup_{dt}"] = t, t_bp / t
+    finally: torch.set_num_threads(threads)
+    return out
+
 # %% ../../nbs/31_sed_sim.ipynb #52f26d8f
 def add_noise(flux, rng: np.random.Generator, snr: float = 20.0) -> np.ndarray:
     "Gaussian noise with sigma = flux / `snr` per pixel (the paper: 5%, i.e. `snr`=20)."
@@ -300,6 +337,12 @@ def normalise_spectra(flux) -> np.ndarray:
     norm = flux.mean(1, keepdims=True)
     if (norm <= 0).any(): raise ValueError(f"{(norm <= 0).sum()} spectra have a non-positive mean flux and cannot be normalised")
     return np.concatenate([flux / norm, np.log10(norm)], 1)
+
+def observed_flux(x) -> np.ndarray:
+    "The spectrum [erg/s/A] back from the network's form (shape x 10^amplitude): the inverse of `normalise_spectra`."
+    x = np.asarray(x, dtype=float)
+    if x.shape[-1] != len(SPEC_WAVS) + 1: raise ValueError(f"x must end in {len(SPEC_WAVS) + 1} numbers (shape, amplitude), got {x.shape}")
+    return x[..., :-1] * 10 ** x[..., -1:]
 
 def simulate_bank(n: int, rng: np.random.Generator, snr: float = 20.0, dtype: str = "float32", device: str = "cpu") -> dict:
     "Bank simulator: prior draws `theta` (n, 5) and normalised noisy spectra `x` (n, 139), both float32."
