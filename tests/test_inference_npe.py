@@ -302,6 +302,10 @@ def test_bank_drops_nan_rows_and_rejects_bad_input(lines_bank, tmp_path):
     with np.load(f) as z: arrays = {k: z[k].copy() for k in z.files}
     arrays["x"][:5, 3] = np.nan
     np.savez(f, **arrays)
+    import hashlib, json                          # a bank built with NaN rows: its manifest records this chunk
+    man = json.loads((path / "manifest.json").read_text())
+    man["chunks"]["2"].update(sha256=hashlib.sha256(f.read_bytes()).hexdigest(), bytes=f.stat().st_size)
+    (path / "manifest.json").write_text(json.dumps(man))
     bank = Bank(path)
     with pytest.warns(UserWarning, match="dropped 5 of 3000"):
         post = quiet_train(bank, None, LINE_PRIOR, **dict(KW, max_num_epochs=1))
