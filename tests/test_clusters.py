@@ -6,17 +6,6 @@ import pytest
 from astro_nb.clusters import data, sim
 
 colossus = pytest.importorskip("colossus")
-from colossus.cosmology import cosmology as cc  # noqa: E402
-from colossus.lss import mass_function as cmf  # noqa: E402
-
-
-def set_colossus(theta, name):
-    om, s8, h, ob, ns = theta
-    return cc.setCosmology(name, params=dict(flat=True, H0=100 * h, Om0=om, Ob0=ob, sigma8=s8, ns=ns), persistence="")
-
-
-def colossus_dndlnm(lm, z):
-    return cmf.massFunction(10**np.asarray(lm), z, mdef="fof", model="bhattacharya11", q_out="dndlnM")
 
 
 @pytest.fixture(scope="module")
@@ -28,28 +17,38 @@ def draws():
 def test_dndlnm_matches_colossus_pointwise(draws):
     lm, zs = np.linspace(13.5, 15.5, 21), (0.0, 0.5, 1.0)
     ours = sim.dndlnm(lm[:, None], np.array(zs), *draws.T)              # (12, 21, 3)
-    devs = []
-    for i, th in enumerate(draws):
-        set_colossus(th, f"tp{i}")
-        ref = np.stack([colossus_dndlnm(lm, z) for z in zs], axis=1)
-        devs.append(np.abs(ours[i] / ref - 1).max())
-    devs = np.array(devs)
+    devs = np.array([np.abs(ours[i] / sim.colossus_dndlnm(th, lm, zs) - 1).max() for i, th in enumerate(draws)])
     assert np.quantile(devs, 0.95) < 5e-3 and devs.max() < 2e-2          # the targets
     assert np.median(devs) < 1e-8                                        # what we actually reach
 
 
 def test_summaries_match_colossus(draws):
-    ours = sim.summaries_analytic(*draws[:6].T)
-    for i, th in enumerate(draws[:6]):
-        set_colossus(th, f"ts{i}")
-        mf = lambda l, z: np.array([colossus_dndlnm(l[0], zz) for zz in z[:, 0]])
-        ref = sim.summaries_analytic(th[0], th[1], th[2], th[3], th[4], mf=mf)
-        assert np.max(np.abs(ours[i] / ref - 1)) < 5e-3
-        assert np.max(np.abs(ours[i] / ref - 1)) < 1e-6
+    ours = sim.analytic_summaries(draws[:6], "5p")
+    ref = sim.analytic_summaries(draws[:6], "5p", mass_function="colossus")
+    assert ours.shape == ref.shape == (6, 16)
+    assert np.max(np.abs(ours / ref - 1)) < 1e-6
+    with pytest.raises(ValueError, match="mass_function"): sim.analytic_summaries(draws[:1], "5p", mass_function="x")
+
+
+def test_colossus_cosmology_fills_fiducial():
+    c = sim.colossus_cosmology([0.3, 0.8])
+    assert np.isclose(c.Om0, 0.3) and np.isclose(c.sigma8, 0.8) and np.isclose(c.h, sim.FIDUCIAL["h"])
+    assert sim.colossus_dndlnm([0.3, 0.8], [14.0, 15.0], 0.5).shape == (2, 1)
+
+
+def test_prior_is_one_named_prior():
+    from astro_nb.inference import NamedPrior
+    assert isinstance(sim.PRIOR, NamedPrior) and sim.PRIOR.names == ["omega_m", "sigma_8"]
+    assert sim.PRIOR.units == ["dimensionless", "dimensionless"] and sim.NAMED_PRIORS["2p"] is sim.PRIOR
+    np.testing.assert_array_equal(sim.PRIOR.low, [0.1, 0.6]); np.testing.assert_array_equal(sim.PRIOR.high, [0.5, 1.0])
+    th = sim.sample_prior(200, np.random.default_rng(0))
+    assert np.isfinite(sim.PRIOR.log_prob(th)).all()
 
 
 def test_summaries_shape_order_and_physics():
-    x = sim.summaries_analytic(np.array([0.2, 0.3, 0.4]), 0.8)
+    x = sim.analytic_summaries(np.column_stack([[0.2, 0.3, 0.4], np.full(3, 0.8)]))
+    assert sim.analytic_summaries([0.3, 0.8]).shape == (16,)
+    with pytest.raises(ValueError, match="columns"): sim.analytic_summaries([0.3, 0.8, 0.7])
     assert x.shape == (3, 16) and len(sim.SUMMARY_NAMES) == 16
     counts, logm = x[:, :8], x[:, 8:]
     assert np.all(np.diff(x[:, 0]) > 0)                                  # more matter, more halos
@@ -80,7 +79,7 @@ def test_halo_catalog_sampler_statistics():
     grid = np.linspace(14.0, 16.0, 501)
     dn = sim.dndlnm(grid, 0.0, np.full(200, 0.3175), 0.834)
     lm, owner, n = sim.sample_halo_catalogs(np.random.default_rng(1), grid, dn)
-    expected = sim.summaries_analytic(0.3175, 0.834)[:4]
+    expected = sim.analytic_summaries([0.3175, 0.834])[:4]
     # Poisson: mean and variance of the total both equal the expectation
     assert abs(n.mean() / expected.sum() - 1) < 0.01
     assert abs(n.var() / expected.sum() - 1) < 0.3
@@ -88,7 +87,7 @@ def test_halo_catalog_sampler_statistics():
     frac = np.histogram(lm, bins=sim.LOG10_M_BINS)[0] / len(lm)
     np.testing.assert_allclose(frac, expected / expected.sum(), rtol=0.02)
     x = sim.summaries_from_catalogs(lm, owner, 200)
-    np.testing.assert_allclose(x[:, 4:].mean(0), sim.summaries_analytic(0.3175, 0.834)[8:12], atol=2e-3)
+    np.testing.assert_allclose(x[:, 4:].mean(0), sim.analytic_summaries([0.3175, 0.834])[8:12], atol=2e-3)
     assert np.all((lm >= 14.0) & (lm <= 16.0))
 
 
@@ -128,15 +127,8 @@ THETA = np.array([[0.3175, 0.834, 0.6711, 0.049, 0.9624], [0.3, 0.8, 0.7, 0.045,
 
 
 def _catalogs(seed=0):
-    rng = np.random.default_rng(seed)
-    grid = np.linspace(13.6, 16.0, 601)
-    tabs = sim.sigma_tables(*THETA.T)
-    out = []
-    for z in sim.REDSHIFTS:
-        lm, owner, _ = sim.sample_halo_catalogs(rng, grid, sim.dndlnm_from_tables(tabs, THETA[:, 0], grid, z))
-        out.append((lm, owner, np.full(len(lm), z)))
-    lm, owner, z = (np.concatenate(v) for v in zip(*out))
-    return dict(zip(data.COSMOLOGY_COLUMNS, THETA.T)), lm, owner, z
+    cosmo, lm, owner, z = data.mock_catalogs(np.random.default_rng(seed), THETA, lo=13.6, mass_unit="log10 Msun/h", n_grid=601)
+    return cosmo, lm, owner, z
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".npz"])

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .sim import (FIDUCIAL, LOG10_M_BINS, REDSHIFTS, VOLUME, dndlnm, summaries_from_catalogs)
+from .sim import (
+    COSMOLOGY_NAMES, FIDUCIAL, LOG10_M_BINS, REDSHIFTS, VOLUME, dndlnm, dndlnm_from_tables, sample_halo_catalogs,
+    sigma_tables, summaries_from_catalogs)
 
-COSMOLOGY_COLUMNS = ("omega_m", "sigma_8", "h", "omega_b", "n_s")
+COSMOLOGY_COLUMNS = COSMOLOGY_NAMES
 MASS_UNITS = ("Msun/h", "Msun", "1e10 Msun/h", "log10 Msun/h")
 FORMAT = "astro_nb.clusters.halo_catalogs/1"
 
 # %% auto #0
 __all__ = ['COSMOLOGY_COLUMNS', 'MASS_UNITS', 'FORMAT', 'save_halo_catalogs', 'HaloCatalogs', 'expected_count_above',
-           'load_halo_catalogs', 'catalog_file_summaries']
+           'load_halo_catalogs', 'catalog_file_summaries', 'mock_catalogs']
 
 # %% ../../nbs/42_clusters_data.ipynb #945db869
 def save_halo_catalogs(path, cosmology: dict, mass, realisation, redshift, mass_unit: str = "Msun/h",
@@ -154,3 +156,20 @@ def catalog_file_summaries(cats) -> tuple:
     nb = parts[0].shape[1] // 2
     x = np.concatenate([parts[0][:, :nb], parts[1][:, :nb], parts[0][:, nb:], parts[1][:, nb:]], axis=1)
     return cats.theta, x
+
+# %% ../../nbs/42_clusters_data.ipynb #e8fd2d86
+def mock_catalogs(rng, theta, lo: float = 13.5, mass_unit: str = "Msun/h", n_grid: int = 626) -> tuple:
+    """Halo catalogs drawn with `sim.sample_halo_catalogs` for each cosmology row of `theta` (R, 2 or 5; the missing
+    parameters fiducial), masses above 10**lo Msun/h at both redshifts, in `mass_unit`: the arguments
+    `(cosmology, mass, realisation, redshift)` of `save_halo_catalogs` (pass them with `*`)."""
+    theta = np.atleast_2d(np.asarray(theta, float))
+    theta = np.column_stack([theta, np.tile([FIDUCIAL[k] for k in COSMOLOGY_NAMES[theta.shape[1]:]], (len(theta), 1))])
+    grid = np.linspace(lo, 16.0, n_grid)
+    tabs = sigma_tables(*theta.T)
+    parts = []
+    for zz in REDSHIFTS:
+        lm, owner, _ = sample_halo_catalogs(rng, grid, dndlnm_from_tables(tabs, theta[:, 0], grid, zz))
+        parts.append((lm, owner, np.full(len(lm), zz)))
+    lm, owner, z = (np.concatenate(v) for v in zip(*parts))
+    mass = {"Msun/h": 10**lm, "Msun": 10**lm / theta[owner, 2], "1e10 Msun/h": 10**(lm - 10), "log10 Msun/h": lm}[mass_unit]
+    return dict(zip(COSMOLOGY_NAMES, theta.T)), mass, owner, z

@@ -9,6 +9,8 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.special import erf
 
+from ..inference import NamedPrior, make_prior
+
 try:  # numba makes the quadrature ~2x faster; without it the numpy path gives the same numbers
     import numba as _numba
 except ImportError:  # pragma: no cover
@@ -16,12 +18,12 @@ except ImportError:  # pragma: no cover
 
 # %% auto #0
 __all__ = ['FIDUCIAL', 'RICHNESS_FIDUCIAL', 'LOG10_M_BINS', 'RICHNESS_BINS', 'REDSHIFTS', 'VOLUME', 'M_PIVOT', 'PRIOR_2P',
-           'PRIOR_5P', 'PRIOR_RICHNESS', 'PRIORS', 'T_CMB0', 'N_EFF', 'RHO_CRIT0', 'DELTA_C', 'EPSREL_SIGMA', 'K_TABLE',
-           'LOG10_K_TABLE', 'LOG10_R_KNOTS', 'TEST_LNK', 'Z_TABLE_LN', 'GK_NODES', 'GK_WK', 'GK_WG', 'SUMMARY_NAMES',
-           'qags', 'sigma_tables', 'bhattacharya11_f', 'dndlnm_from_tables', 'dndlnm', 'dndlnm_exact',
-           'summaries_from_dndlnm', 'summaries_analytic', 'sample_halo_catalogs', 'richness', 'summaries_from_catalogs',
-           'sample_prior', 'catalog_summaries', 'analytic_summaries', 'covariance_from_catalogs', 'simulate_analytic',
-           'simulate_halos']
+           'PRIOR_5P', 'PRIOR_RICHNESS', 'PRIORS', 'NAMED_PRIORS', 'PRIOR', 'COSMOLOGY_NAMES', 'T_CMB0', 'N_EFF',
+           'RHO_CRIT0', 'DELTA_C', 'EPSREL_SIGMA', 'K_TABLE', 'LOG10_K_TABLE', 'LOG10_R_KNOTS', 'TEST_LNK',
+           'Z_TABLE_LN', 'GK_NODES', 'GK_WK', 'GK_WG', 'SUMMARY_NAMES', 'qags', 'sigma_tables', 'colossus_cosmology',
+           'colossus_dndlnm', 'bhattacharya11_f', 'dndlnm_from_tables', 'dndlnm', 'dndlnm_exact',
+           'summaries_from_dndlnm', 'analytic_summaries', 'sample_halo_catalogs', 'richness', 'summaries_from_catalogs',
+           'sample_prior', 'catalog_summaries', 'covariance_from_catalogs', 'simulate_analytic', 'simulate_halos']
 
 # %% ../../nbs/41_clusters_sim.ipynb #70907dbf
 FIDUCIAL = dict(omega_m=0.3175, sigma_8=0.834, h=0.6711, omega_b=0.049, n_s=0.9624)
@@ -32,12 +34,15 @@ REDSHIFTS = (0.0, 0.5)
 VOLUME = 1e9                                                     # (Mpc/h)^3, one Quijote box
 M_PIVOT = 3e14                                                   # Msun/h
 
-PRIOR_2P = [("omega_m", 0.1, 0.5, r"$\Omega_m$", ""), ("sigma_8", 0.6, 1.0, r"$\sigma_8$", "")]
-PRIOR_5P = PRIOR_2P + [("h", 0.5, 0.9, r"$h$", ""), ("omega_b", 0.03, 0.07, r"$\Omega_b$", ""),
-                       ("n_s", 0.8, 1.2, r"$n_s$", "")]
-PRIOR_RICHNESS = PRIOR_2P + [("lnl_a", 3.0, 3.8, r"$A$", ""), ("lnl_b", 0.8, 1.2, r"$B$", ""),
-                             ("lnl_sigma", 0.1, 0.4, r"$\sigma_{\ln\lambda}$", "")]
+PRIOR_2P = [("omega_m", 0.1, 0.5, r"$\Omega_m$", "dimensionless"), ("sigma_8", 0.6, 1.0, r"$\sigma_8$", "dimensionless")]
+PRIOR_5P = PRIOR_2P + [("h", 0.5, 0.9, r"$h$", "100 km/s/Mpc"), ("omega_b", 0.03, 0.07, r"$\Omega_b$", "dimensionless"),
+                       ("n_s", 0.8, 1.2, r"$n_s$", "dimensionless")]
+PRIOR_RICHNESS = PRIOR_2P + [("lnl_a", 3.0, 3.8, r"$A$", "ln richness"), ("lnl_b", 0.8, 1.2, r"$B$", "dimensionless"),
+                             ("lnl_sigma", 0.1, 0.4, r"$\sigma_{\ln\lambda}$", "ln richness")]
 PRIORS = {"2p": PRIOR_2P, "5p": PRIOR_5P, "richness": PRIOR_RICHNESS}
+NAMED_PRIORS = {v: make_prior(rows) for v, rows in PRIORS.items()}   # one NamedPrior per variant
+PRIOR: NamedPrior = NAMED_PRIORS["2p"]                               # the paper's: Omega_m and sigma_8
+COSMOLOGY_NAMES = ("omega_m", "sigma_8", "h", "omega_b", "n_s")
 
 # colossus 1.4 (cosmology.py, lss/mass_function.py, lss/peaks.py, utils/constants.py)
 T_CMB0, N_EFF = 2.7255, 3.046
@@ -353,6 +358,24 @@ def sigma_tables(omega_m, sigma_8, h=FIDUCIAL["h"], omega_b=FIDUCIAL["omega_b"],
     D = _growth_unnormalized(np.concatenate([[0.0], np.exp(Z_TABLE_LN) - 1.0]), om, h)
     return dict(log10_sigma=log10_sigma, growth=D[:, 1:] / D[:, :1], norm=norm, nint=nint.reshape(NK, C).T)
 
+# %% ../../nbs/41_clusters_sim.ipynb #d58428f0
+def colossus_cosmology(theta, name: str = "astro_nb"):
+    """Make `theta` = (omega_m, sigma_8[, h, omega_b, n_s]) (missing ones fiducial) colossus's current
+    cosmology: flat, Eisenstein & Hu 1998, as the paper ran it. Returns colossus's `Cosmology`."""
+    from colossus.cosmology import cosmology
+    th = [float(v) for v in np.asarray(theta, float).ravel()]
+    om, s8, h, ob, ns = th + [FIDUCIAL[k] for k in COSMOLOGY_NAMES[len(th):]]
+    return cosmology.setCosmology(name, params=dict(flat=True, H0=100 * h, Om0=om, Ob0=ob, sigma8=s8, ns=ns),
+                                  persistence="")
+
+def colossus_dndlnm(theta, log10_m, z, name: str = "astro_nb") -> np.ndarray:
+    "colossus's Bhattacharya+11 FoF dn/dlnM for one cosmology `theta` at 1-d `log10_m` and redshifts `z`: (len(log10_m), len(z))."
+    from colossus.lss import mass_function
+    colossus_cosmology(theta, name)
+    m = 10**np.atleast_1d(np.asarray(log10_m, float))
+    return np.stack([mass_function.massFunction(m, float(zz), mdef="fof", model="bhattacharya11", q_out="dndlnM")
+                     for zz in np.atleast_1d(z)], -1)
+
 # %% ../../nbs/41_clusters_sim.ipynb #0bf2c672
 def _pp_eval(breaks, coef, x, nu: int = 0):
     "Evaluate C piecewise cubics (coef (4, nseg, C)) at x (C, T), each row with its own cubic."
@@ -432,18 +455,50 @@ def summaries_from_dndlnm(dn, log10_m, weights, bin_index, n_bins: int, volume: 
     with np.errstate(all="ignore"): logmean = np.log10(mass / counts)
     return counts, logmean
 
-def summaries_analytic(omega_m, sigma_8, h=FIDUCIAL["h"], omega_b=FIDUCIAL["omega_b"], n_s=FIDUCIAL["n_s"],
-                       mf=None, n_nodes: int = 24):
-    """The paper's 16-number data vector (expected counts, then log10 mean mass, at z = 0 and 0.5) for
-    each cosmology: shape cosmology shape + (16,). `mf(log10_m, z)` replaces the mass function (tests)."""
-    S, (om, s8, hh, ob, ns) = _cosmo_arrays(omega_m, sigma_8, h, omega_b, n_s)
+def _mass_bin_summaries(cos, mass_function: str = "ours", n_nodes: int = 24) -> np.ndarray:
+    "The 16 mass-bin summaries for cosmologies `cos` (five arrays of length C, `COSMOLOGY_NAMES`): (C, 16)."
     lm, w, b = _bin_nodes(LOG10_M_BINS, n_nodes)
     z = np.array(REDSHIFTS)
-    if mf is None: dn = dndlnm_from_tables(sigma_tables(om, s8, hh, ob, ns), om, lm[None, :], z[:, None])
-    else: dn = np.asarray(mf(lm[None, :], z[:, None]))[None]
+    if mass_function == "ours": dn = dndlnm_from_tables(sigma_tables(*cos), cos[0], lm[None, :], z[:, None])
+    elif mass_function == "colossus": dn = np.stack([colossus_dndlnm(c, lm, z).T for c in np.stack(cos, 1)])
+    else: raise ValueError(f"mass_function must be 'ours' or 'colossus', got {mass_function!r}")
     counts, logmean = summaries_from_dndlnm(dn, lm, w, b, len(LOG10_M_BINS) - 1)
-    x = np.concatenate([counts.reshape(len(dn), -1), logmean.reshape(len(dn), -1)], axis=1)
-    return x.reshape(S + (x.shape[-1],))
+    return np.concatenate([counts.reshape(len(dn), -1), logmean.reshape(len(dn), -1)], axis=1)
+
+def _theta_to_dict(theta, variant: str) -> dict:
+    "Every parameter of the simulators for rows of `theta` (n, dim) of `variant`; the ones it does not vary fiducial."
+    if variant not in PRIORS: raise ValueError(f"variant must be one of {list(PRIORS)}, got {variant!r}")
+    names = [p[0] for p in PRIORS[variant]]
+    if theta.shape[-1] != len(names): raise ValueError(f"theta has {theta.shape[-1]} columns; variant {variant!r} has {names}")
+    d = {**FIDUCIAL, **RICHNESS_FIDUCIAL}
+    d.update({k: theta[:, i] for i, k in enumerate(names)})
+    return {k: np.broadcast_to(np.asarray(v, float), (len(theta),)) for k, v in d.items()}
+
+def _richness_summaries(p: dict) -> np.ndarray:
+    "The 20 richness-bin summaries, integrating the log-normal mass-richness relation, for parameters `p` (rows n)."
+    cos = [p[k] for k in COSMOLOGY_NAMES]
+    lm = np.linspace(13.3, 16.0, 541); w = np.full(len(lm), lm[1] - lm[0]); w[[0, -1]] *= 0.5
+    z = np.array(REDSHIFTS)
+    dn = dndlnm_from_tables(sigma_tables(*cos), cos[0], lm[None, :], z[:, None])            # (n, 2, M)
+    mu = (p["lnl_a"][:, None] + p["lnl_b"][:, None] * (lm * np.log(10.0) - np.log(M_PIVOT)))[:, None, :]
+    sig = p["lnl_sigma"][:, None, None]
+    with np.errstate(divide="ignore"): le = np.log(RICHNESS_BINS)
+    cdf = 0.5 * (1 + erf((le[:, None, None, None] - mu) / (np.sqrt(2) * sig)))           # (6, n, 1, M)
+    frac = np.moveaxis(cdf[1:] - cdf[:-1], 0, -1)                                        # (n, 1, M, 5)
+    wdn = (dn * w * np.log(10.0) * VOLUME)[..., None] * frac                              # (n, 2, M, 5)
+    counts, mass = wdn.sum(2), (wdn * (10**(lm - 14.0))[None, None, :, None]).sum(2)
+    logmean = np.log10(mass / counts) + 14.0
+    return np.concatenate([counts.reshape(len(cos[0]), -1), logmean.reshape(len(cos[0]), -1)], axis=1)
+
+def analytic_summaries(theta, variant: str = "2p", mass_function: str = "ours", n_nodes: int = 24) -> np.ndarray:
+    """The paper's noise-free data vector for each row of `theta` (..., dim): (..., 16), expected counts then
+    log10 mean mass in the mass bins at z = 0 and 0.5; (..., 20) in richness bins for the richness variant.
+    `mass_function="colossus"` computes the mass-bin summaries with colossus itself (the slow reference)."""
+    theta = np.asarray(theta, float)
+    p = _theta_to_dict(theta.reshape(-1, theta.shape[-1]), variant)
+    if variant == "richness": x = _richness_summaries(p)
+    else: x = _mass_bin_summaries([p[k] for k in COSMOLOGY_NAMES], mass_function, n_nodes)
+    return x.reshape(theta.shape[:-1] + (x.shape[-1],))
 
 SUMMARY_NAMES = ([f"N[{lo:g},{hi:g}] z={z:g}" for z in REDSHIFTS for lo, hi in zip(LOG10_M_BINS[:-1], LOG10_M_BINS[1:])]
                  + [f"logM[{lo:g},{hi:g}] z={z:g}" for z in REDSHIFTS for lo, hi in zip(LOG10_M_BINS[:-1], LOG10_M_BINS[1:])])
@@ -493,17 +548,11 @@ def summaries_from_catalogs(log10_m, owner, n_catalogs: int, edges=LOG10_M_BINS,
     return np.concatenate([counts, logmean], axis=1)
 
 # %% ../../nbs/41_clusters_sim.ipynb #39a0541b
-def _theta_to_dict(theta, variant: str) -> dict:
-    names = [p[0] for p in PRIORS[variant]]
-    d = {**FIDUCIAL, **RICHNESS_FIDUCIAL}
-    d.update({k: theta[:, i] for i, k in enumerate(names)})
-    return {k: np.broadcast_to(np.asarray(v, float), (len(theta),)) for k, v in d.items()}
-
 def sample_prior(n: int, rng, variant: str = "2p") -> np.ndarray:
     "Uniform draws from the variant's prior: (n, dim)."
     if variant not in PRIORS: raise ValueError(f"variant must be one of {list(PRIORS)}, got {variant!r}")
-    lo, hi = np.array([p[1] for p in PRIORS[variant]]), np.array([p[2] for p in PRIORS[variant]])
-    return lo + (hi - lo) * rng.random((n, len(lo)))
+    pr = NAMED_PRIORS[variant]
+    return pr.low + (pr.high - pr.low) * rng.random((n, pr.dim))
 
 def catalog_summaries(rng, theta, variant: str = "2p", grid_step: float = 0.004) -> np.ndarray:
     "Halo-catalog summaries for each row of `theta` (n, dim): 16 numbers, or 20 for the richness variant."
@@ -512,7 +561,7 @@ def catalog_summaries(rng, theta, variant: str = "2p", grid_step: float = 0.004)
     rich = variant == "richness"
     lo = 13.3 if rich else LOG10_M_BINS[0]
     grid = np.linspace(lo, 16.0, int(round((16.0 - lo) / grid_step)) + 1)
-    cos = np.stack([p[k] for k in ("omega_m", "sigma_8", "h", "omega_b", "n_s")], 1)
+    cos = np.stack([p[k] for k in COSMOLOGY_NAMES], 1)
     uniq, inv = np.unique(cos, axis=0, return_inverse=True)
     tables = sigma_tables(*uniq.T)
     out = []
@@ -526,24 +575,6 @@ def catalog_summaries(rng, theta, variant: str = "2p", grid_step: float = 0.004)
             out.append(summaries_from_catalogs(lm, owner, n))
     nb = out[0].shape[1] // 2
     return np.concatenate([out[0][:, :nb], out[1][:, :nb], out[0][:, nb:], out[1][:, nb:]], axis=1)
-
-def analytic_summaries(theta, variant: str = "2p") -> np.ndarray:
-    "Noise-free analytic summaries for each row of `theta`; the richness variant integrates the log-normal."
-    theta = np.atleast_2d(np.asarray(theta, float)); p = _theta_to_dict(theta, variant)
-    cos = [p[k] for k in ("omega_m", "sigma_8", "h", "omega_b", "n_s")]
-    if variant != "richness": return summaries_analytic(*cos)
-    lm = np.linspace(13.3, 16.0, 541); w = np.full(len(lm), lm[1] - lm[0]); w[[0, -1]] *= 0.5
-    z = np.array(REDSHIFTS)
-    dn = dndlnm_from_tables(sigma_tables(*cos), cos[0], lm[None, :], z[:, None])            # (n, 2, M)
-    mu = (p["lnl_a"][:, None] + p["lnl_b"][:, None] * (lm * np.log(10.0) - np.log(M_PIVOT)))[:, None, :]
-    sig = p["lnl_sigma"][:, None, None]
-    with np.errstate(divide="ignore"): le = np.log(RICHNESS_BINS)
-    cdf = 0.5 * (1 + erf((le[:, None, None, None] - mu) / (np.sqrt(2) * sig)))           # (6, n, 1, M)
-    frac = np.moveaxis(cdf[1:] - cdf[:-1], 0, -1)                                        # (n, 1, M, 5)
-    wdn = (dn * w * np.log(10.0) * VOLUME)[..., None] * frac                              # (n, 2, M, 5)
-    counts, mass = wdn.sum(2), (wdn * (10**(lm - 14.0))[None, None, :, None]).sum(2)
-    logmean = np.log10(mass / counts) + 14.0
-    return np.concatenate([counts.reshape(len(theta), -1), logmean.reshape(len(theta), -1)], axis=1)
 
 def covariance_from_catalogs(rng, n_realisations: int, variant: str = "2p", chunk: int = 250):
     "Mean and covariance of the catalog summaries over `n_realisations` fiducial catalogs."

@@ -1,0 +1,80 @@
+"""Study 4 (clusters): the evaluation (astro_nb.clusters.evaluate): mass function against colossus, reference
+posteriors and the NPE comparison, calibration, bias, a posterior from a catalog file, variants and widths."""
+import numpy as np
+import pytest
+import torch
+
+from astro_nb import inference as inf
+from astro_nb.clusters import data, evaluate as ev, model, sim
+
+pytest.importorskip("colossus")
+torch.set_num_threads(1)   # the chapters' policy; more threads only contend on a shared 2-core machine
+COV = np.diag(np.concatenate([np.full(8, 1e4), np.full(8, 1e-2)]))   # broad posteriors: cheap references
+
+
+@pytest.fixture(scope="module")
+def npe(tmp_path_factory):
+    theta, x = model.simulation_bank(sim.simulate_analytic, 600, tmp_path_factory.mktemp("b") / "bank", covariance=COV)
+    return model.train_estimator(theta, x, sim.PRIOR, "mdn", max_epochs=10, seed=0), theta, x
+
+
+def test_mass_function_agreement():
+    th = sim.sample_prior(20, np.random.default_rng(0), "5p")
+    r = ev.mass_function_agreement(th, np.linspace(14, 15, 5), [0.0, 0.5], 2)
+    assert r["ours"].shape == (20, 5, 2) and r["colossus"].shape == (2, 5, 2) and r["max_rel_dev"].max() < 1e-8
+    assert r["speedup"] > 0 and r["n_batch"] == 20
+
+
+def test_reference_mocks():
+    th, x = ev.reference_mocks(3, np.random.default_rng(0), COV)
+    assert th.shape == (3, 2) and x.shape == (3, 16)
+    np.testing.assert_array_equal(th[0], [sim.FIDUCIAL["omega_m"], sim.FIDUCIAL["sigma_8"]])
+    th5, x5 = ev.reference_mocks(2, np.random.default_rng(0), np.eye(16), "5p")
+    assert th5.shape == (2, 5)
+
+
+@pytest.mark.slow   # nested sampling where importance sampling is unreliable: minutes on a shared 2-core machine
+def test_reference_posteriors_mcmc_and_comparison(npe):
+    post = npe[0]
+    like = model.GaussianLikelihood(COV)
+    th, x = ev.reference_mocks(2, np.random.default_rng(1), COV)
+    refs, methods, runs = ev.reference_posteriors(post, like, x, 200, 2000, seed=0)
+    assert refs.shape == (2, 200, 2) and len(methods) == len(runs) == 2
+    assert set(methods) <= {"importance sampling", "nautilus"}
+    assert ev.mcmc_posteriors(like, sim.PRIOR, x, 0, 200, 16, 10, 40) == []
+    mc = ev.mcmc_posteriors(like, sim.PRIOR, x, 1, 200, 16, 50, 150)
+    assert len(mc) == 1 and inf.c2st_score(refs[0], mc[0].samples) < 0.8
+    rc = ev.compare_with_reference({"mdn": post}, x, refs, 200)
+    assert rc.samples["mdn"].shape == (2, 200, 2) and rc.table().loc["mdn", "n_observations"] == 2
+    f2 = ev.frac_in_joint_region(post, rc.samples["mdn"], th, model.features(x))
+    assert 0 <= f2 <= 1
+
+
+def test_calibration_and_bias_on_a_calibrated_toy():
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(300, 2)); s = mu[:, None] + rng.normal(size=(300, 400, 2)); t = mu + rng.normal(size=(300, 2))
+    cal = ev.calibration(s, t, ["a", "b"])
+    assert abs(cal["frac_within_2sigma"]["a"] - 0.954) < 0.04 and cal["coverage"]["verdict"] == "calibrated"
+    assert cal["coverage"]["max_dev"] <= cal["coverage"]["noise_floor_p95"]
+    s_nan = s.copy(); s_nan[3] = np.nan
+    assert ev.calibration(s_nan, t, ["a", "b"])["n_mocks"] == 299
+    b0, b1 = ev.bias_in_sigma(s, t), ev.bias_in_sigma(s + 1.0, t)
+    assert np.all(np.abs(b0) < 0.2) and np.allclose(b1 - b0, 1.0, atol=0.05)
+    assert np.allclose(ev.bias_in_sigma(s_nan, t), ev.bias_in_sigma(np.delete(s, 3, 0), np.delete(t, 3, 0)))
+
+
+def test_catalog_posterior_from_a_file_the_test_writes(npe, tmp_path):
+    path = data.save_halo_catalogs(tmp_path / "cats.h5", *data.mock_catalogs(np.random.default_rng(2), [[0.3175, 0.834]]))
+    cp = ev.catalog_posterior(npe[0], path, 150, seed=0)
+    assert cp["samples"].samples.shape == (1, 150, 2) and list(cp["summary"].index) == ["omega_m", "sigma_8"]
+    np.testing.assert_allclose(cp["theta"][:2], [0.3175, 0.834])
+    assert np.all(np.abs(cp["summary"]["median"] - cp["theta"][:2]) < 0.2)
+    with pytest.raises(FileNotFoundError): ev.catalog_posterior(npe[0], tmp_path / "missing.h5", 10)
+
+
+def test_variant_calibration_and_width_vs_n_train(npe, tmp_path):
+    row = ev.variant_calibration("5p", 300, 15, 30, tmp_path, max_epochs=2)
+    assert {"frac_truth_within_2sigma", "coverage_max_dev", "coverage_noise_floor_p95", "std_omega_m", "sampling"} <= set(row)
+    post, theta, x = npe
+    w = ev.width_vs_n_train(theta, x, sim.PRIOR, [0.5, 1.0], x[:4], max_epochs=2, n=50, trained={600: post})
+    assert sorted(w) == [300, 600] and w[600].shape == (2,)
