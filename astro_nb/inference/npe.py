@@ -552,6 +552,46 @@ def _fit_member(source, make_net, m: int, cfg: dict, dev, resume: dict | None, s
     return net, hist
 
 # %% ../../nbs/05_inference.ipynb #599e3f0c
+def _check_npe_args(prior, estimator, ensemble, validation_fraction, stop_after_epochs, max_num_epochs):
+    "One clear error for each bad argument of `train_npe`."
+    if not isinstance(prior, NamedPrior): raise TypeError("prior must be a NamedPrior (see make_prior)")
+    if int(ensemble) < 1: raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+    if not 0 < validation_fraction < 1: raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    if estimator not in ESTIMATORS: raise ValueError(f"estimator={estimator!r} is not one of {ESTIMATORS}")
+    if stop_after_epochs < 1 or max_num_epochs < 1:
+        raise ValueError(f"stop_after_epochs and max_num_epochs must be >= 1, got {stop_after_epochs}, {max_num_epochs}")
+
+def _new_state(header, source, derived) -> dict:
+    "The checkpoint state of a training that starts now."
+    return {"format": CHECKPOINT_FORMAT, **header, "finished": False, "members": [], "current": None,
+            "training_seconds": 0.0, "n_dropped": int(source.n_dropped), "x_shape": list(source.x_shape),
+            "x_range": [torch.as_tensor(r) for r in source.x_range], "derived": derived,
+            "sbi_version": str(sbi.__version__), "torch_version": str(torch.__version__)}
+
+def _train_members(source, state, new_net, prior, cfg, dev, ck_path, callback, show_progress) -> list:
+    "Train the ensemble members `state` does not hold yet, checkpointing after every epoch; return all their nets."
+    t0, spent = time.perf_counter(), state["training_seconds"]
+
+    def save(current):
+        state["current"], state["training_seconds"] = current, spent + time.perf_counter() - t0
+        if ck_path is not None: _write_checkpoint(ck_path, state)
+        if callback is not None and current is not None: callback(*current["history"][-1])
+
+    nets = []
+    for m in range(int(cfg["ensemble"])):
+        if m < len(state["members"]):                        # finished in an earlier run
+            nets.append(_restore_net(new_net(), state["members"][m]["state_dict"], prior, source.x_shape, dev))
+            continue
+        cur = state["current"] if state["current"] is not None and state["current"]["member"] == m else None
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*embedding net will be moved to cpu.*")
+            net, hist = _fit_member(source, new_net(), m, cfg, dev, cur, save, show_progress)
+        nets.append(net)
+        state["members"].append({"state_dict": _cpu(net.state_dict()), "history": hist})
+        save(None)
+    state["finished"] = True; save(None)
+    return nets
+
 def train_npe(theta, x, prior: NamedPrior, estimator: str = "maf", hidden_features: int = 50,
               num_transforms: int = 5, num_components: int = 10, embedding_net=None,
               training_batch_size: int = 200, learning_rate: float = 5e-4, validation_fraction: float = 0.1,
@@ -577,12 +617,7 @@ def train_npe(theta, x, prior: NamedPrior, estimator: str = "maf", hidden_featur
     training and validation together) and `n_val` (those held out for validation).
     `figure_path`: also save the training curves there (e.g. `ctx.path / "figures" / "npe_training.png"`).
     """
-    if not isinstance(prior, NamedPrior): raise TypeError("prior must be a NamedPrior (see make_prior)")
-    if int(ensemble) < 1: raise ValueError(f"ensemble must be >= 1, got {ensemble}")
-    if not 0 < validation_fraction < 1: raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
-    if estimator not in ESTIMATORS: raise ValueError(f"estimator={estimator!r} is not one of {ESTIMATORS}")
-    if stop_after_epochs < 1 or max_num_epochs < 1:
-        raise ValueError(f"stop_after_epochs and max_num_epochs must be >= 1, got {stop_after_epochs}, {max_num_epochs}")
+    _check_npe_args(prior, estimator, ensemble, validation_fraction, stop_after_epochs, max_num_epochs)
     bank = _as_bank(theta)
     if bank is None and keys is not None: raise ValueError("keys only applies when training from a Bank")
     dev = get_device(device)
@@ -614,33 +649,8 @@ def train_npe(theta, x, prior: NamedPrior, estimator: str = "maf", hidden_featur
     if ck is not None and (ck["sbi_version"], ck["torch_version"]) != (str(sbi.__version__), str(torch.__version__)):
         warnings.warn(f"checkpoint {ck_path} was written with sbi {ck['sbi_version']} / torch {ck['torch_version']}; "
                       "training continues from it, but not bit for bit as an uninterrupted run would", stacklevel=2)
-    state = ck if ck is not None else {
-        "format": CHECKPOINT_FORMAT, **header, "finished": False, "members": [], "current": None,
-        "training_seconds": 0.0, "n_dropped": int(source.n_dropped), "x_shape": list(source.x_shape),
-        "x_range": [torch.as_tensor(r) for r in source.x_range], "derived": derived,
-        "sbi_version": str(sbi.__version__), "torch_version": str(torch.__version__)}
-    t0, spent = time.perf_counter(), state["training_seconds"]
-
-    def save(current):
-        state["current"], state["training_seconds"] = current, spent + time.perf_counter() - t0
-        if ck_path is not None: _write_checkpoint(ck_path, state)
-        if callback is not None and current is not None:
-            h = current["history"][-1]
-            callback(*h)
-
-    nets = []
-    for m in range(int(ensemble)):
-        if m < len(state["members"]):                        # finished in an earlier run
-            nets.append(_restore_net(build(copy_emb()), state["members"][m]["state_dict"], prior, source.x_shape, dev))
-            continue
-        cur = state["current"] if state["current"] is not None and state["current"]["member"] == m else None
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*embedding net will be moved to cpu.*")
-            net, hist = _fit_member(source, build(copy_emb()), m, cfg, dev, cur, save, show_progress)
-        nets.append(net)
-        state["members"].append({"state_dict": _cpu(net.state_dict()), "history": hist})
-        save(None)
-    state["finished"] = True; save(None)
+    state = ck if ck is not None else _new_state(header, source, derived)
+    nets = _train_members(source, state, lambda: build(copy_emb()), prior, cfg, dev, ck_path, callback, show_progress)
     hist = [h for mem in state["members"] for h in mem["history"]]
     return _finish(nets, hist, prior, sbi_prior, source.x_shape, source.x_range, source.n_dropped,
                    state["training_seconds"], dev, {**cfg, **derived}, header["fingerprint"], figure_path)
