@@ -416,3 +416,19 @@ def test_train_classifier_uses_fit_torch(tmp_path):
     assert torch.equal(ya, yb) and torch.equal(xa.sum((1, 2, 3)), xb.sum((1, 2, 3)))     # a rotation/flip moves pixels only
     import inspect
     assert "for epoch" not in inspect.getsource(model)
+
+
+def test_merger_claims_rows_and_verdicts():
+    "The claims table: seven rows with the contract's keys; a made-harder late stage is detected, an equal one is not."
+    from astro_nb.mergers.evaluate import merger_claims
+    r = np.random.default_rng(3)
+    system = np.repeat(np.arange(80), 6); y = np.repeat(r.integers(0, 2, 80), 6)
+    stage = np.where(y == 1, np.repeat(r.choice([1, 2], 80), 6), 0)
+    q = np.where(y == 1, np.repeat(r.uniform(0.1, 1, 80), 6), 0.0)
+    hard = np.where(r.random(480) < np.where(stage == 2, 0.5, 0.95), y, 1 - y)
+    rows = merger_claims(y, hard, system, stage, q, n_boot=200)
+    assert [set(row) for row in rows] == [{"claim", "measured", "uncertainty", "paper", "verdict"}] * 7
+    assert rows[5]["verdict"] == "reproduced" and rows[5]["measured"] > 0.3
+    perfect = merger_claims(y, y, system, stage, q, n_boot=50)
+    assert perfect[0]["measured"] == 1.0 and perfect[0]["verdict"] == "not reproduced"     # 1.0 is not ~0.73
+    assert perfect[5]["verdict"] == "not reproduced" and perfect[3]["measured"] == 1.0

@@ -18,8 +18,8 @@ __all__ = ['MORPH_KEYS', 'reliability_bins', 'accuracy_interval', 'compare_class
            'accuracy_by', 'angles_correct', 'angle_statistics', 'plot_reliability', 'plot_confusion', 'gradcam_maps',
            'pick_outcomes', 'plot_gradcam_panels', 'umap_embedding', 'latent_property_r2', 'plot_umap',
            'measure_morphology', 'morphology_table', 'gini_m20_merger', 'asymmetry_merger', 'rf_morphology_cv',
-           'per_system', 'plot_example_angles', 'plot_population', 'plot_learning_curve', 'plot_breakdowns',
-           'plot_angles_correct', 'plot_morphology_baselines']
+           'merger_claims', 'per_system', 'plot_example_angles', 'plot_population', 'plot_learning_curve',
+           'plot_breakdowns', 'plot_angles_correct', 'plot_morphology_baselines']
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #5a6d0c76
 def reliability_bins(y, p, n_bins: int = 10) -> dict:
@@ -262,6 +262,41 @@ def rf_morphology_cv(table: dict, y, groups, n_splits: int = 5, seed: int = 0, n
         rf = RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=1).fit(X[tr], y[tr])
         p[te] = rf.predict_proba(X[te])[:, 1]
     return p
+
+# %% ../../nbs/14_mergers_evaluate.ipynb #13047179
+def _merger_system_outcomes(system, y, pred) -> tuple:
+    "Per merger system: correct from >= 1 angle, and from a majority (one row each)."
+    a = angles_correct(system, y, pred)
+    mg = a["label"] == 1
+    return (a["n_correct"] >= 1)[mg].astype(float), (a["n_correct"] > a["n_angles"] / 2)[mg].astype(float)
+
+def _acc_difference(y, pred, in_a, in_b) -> float:
+    "Accuracy on rows `in_a` minus accuracy on rows `in_b` (NaN when either is empty)."
+    ok = (y == pred)
+    return float(ok[in_a].mean() - ok[in_b].mean()) if in_a.any() and in_b.any() else float("nan")
+
+def merger_claims(y, pred, system, stage, q, n_boot: int = 1000, seed: int = 0, tolerance: float = 0.03) -> list:
+    """The paper's headline claims as claims-table rows, each with a 95% bootstrap interval over systems."""
+    from astro_nb.chapter import claim, direction_claim
+    from astro_nb.mergers.sim import MAJOR_Q, stage_name
+    y, pred, system = np.asarray(y).astype(int), np.asarray(pred).astype(int), np.asarray(system)
+    stage, q = stage_name(stage), np.asarray(q, float)
+    rows, B = [], dict(n_boot=n_boot, seed=seed)
+    for name, fn in (("accuracy", lambda a, b: np.mean(a == b)),
+                     ("merger purity", lambda a, b: np.mean(a[b == 1]) if (b == 1).any() else np.nan),
+                     ("merger completeness", lambda a, b: np.mean(b[a == 1]) if (a == 1).any() else np.nan)):
+        ci = bootstrap_ci(fn, y, pred, groups=system, **B)
+        rows.append(claim(f"{name} ~0.73", ci["value"], 0.73, ci["low"], ci["high"], tolerance=tolerance))
+    anyc, maj = _merger_system_outcomes(system, y, pred)
+    for text, v, paper in (("mergers right from at least one of 6 angles", anyc, 0.98),
+                           ("mergers right from the majority of angles", maj, 0.61)):
+        ci = bootstrap_ci(np.mean, v, **B)
+        rows.append(claim(text, ci["value"], paper, ci["low"], ci["high"], tolerance=tolerance))
+    for text, a, b in (("late-stage mergers harder (early minus late accuracy)", stage == "early", stage == "late"),
+                       ("minor mergers harder (major minus minor accuracy)", (y == 1) & (q >= MAJOR_Q), (y == 1) & (q < MAJOR_Q))):
+        ci = bootstrap_ci(lambda yy, pp, aa, bb: _acc_difference(yy, pp, aa, bb), y, pred, a, b, groups=system, **B)
+        rows.append(direction_claim(text, ci["value"], min(ci["low"], ci["value"]), max(ci["high"], ci["value"]), "positive (qualitative)"))
+    return rows
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #e14f0002
 def per_system(labels: dict, system) -> dict:
