@@ -667,6 +667,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="collect run folders into one table (markdown and HTML)")
     p.add_argument("runs", nargs="*", help="run folders (default: the latest completed run of each study under _runs/)")
     p.add_argument("--out", help="folder for report.md/report.html (default: _runs/)")
+    p.add_argument("--check", action="store_true",
+                   help="only name the published records (results/*/STUDY) whose chapter changed since they were made")
+    p = sub.add_parser("publish", help="copy a completed run (executed chapter, metrics, claims, figures) to results/")
+    p.add_argument("run", help="a completed run folder")
+    p.add_argument("--dest", default="results/reproduce", help="records folder (default: results/reproduce)")
     p = sub.add_parser("docs", help="README.md from index.ipynb and HTML pages of executed chapters (offline)")
     p.add_argument("runs", nargs="*", help="run folders (default: the latest completed run of each study under _runs/)")
     p.add_argument("--out", default="_docs", help="folder for the HTML pages")
@@ -732,6 +737,15 @@ def _cmd_run(a):
         return 1
     return 0
 
+def _cmd_report_check() -> int:
+    "Name the published records whose chapter changed since they were made; exit 1 when there are any."
+    from astro_nb.publish import stale_records
+    root = project_root() or Path.cwd()
+    stale = [s for d in sorted((root / "results").glob("*")) if d.is_dir() for s in stale_records(d, root)]
+    for s in stale: print(f"astro-nb: stale record: {s}", file=sys.stderr)
+    if not stale: print("published records match their chapters")
+    return 1 if stale else 0
+
 def main(argv=None) -> int:
     "Entry point of the `astro-nb` command."
     a = _parser().parse_args(argv)
@@ -740,7 +754,11 @@ def main(argv=None) -> int:
     try:
         if a.cmd == "list": return _cmd_list(a)
         if a.cmd == "run": return _cmd_run(a)
+        if a.cmd == "report" and a.check: return _cmd_report_check()
         if a.cmd == "report": print(report(a.runs or None, a.out)); return 0
+        if a.cmd == "publish":
+            from astro_nb.publish import publish_run
+            print(publish_run(a.run, a.dest)); return 0
         if a.cmd == "docs":
             for p in build_docs(a.runs or None, a.out, check=a.check): print(p)
             return 0

@@ -1,0 +1,80 @@
+"Published records of completed runs (astro_nb.publish) and `astro-nb publish` / `report --check`."
+import json
+import subprocess
+
+import pytest
+
+from astro_nb import publish
+from astro_nb.core import load_json, save_json
+from astro_nb.runs import ChapterError, main
+
+
+def _project(tmp_path, state="completed"):
+    root = tmp_path / "proj"; (root / "nbs").mkdir(parents=True)
+    chap = root / "nbs" / "10_demo.ipynb"
+    nb = {"cells": [{"cell_type": "code", "id": "a1", "source": "seed = 0", "metadata": {"tags": ["parameters"]},
+                     "outputs": [], "execution_count": None},
+                    {"cell_type": "code", "id": "a2", "source": "print(1)", "metadata": {"papermill": {"duration": 1}},
+                     "outputs": [{"output_type": "stream", "name": "stdout", "text": "1\n"}], "execution_count": 3}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    chap.write_text(json.dumps(nb))
+    run = tmp_path / "_runs" / "demo-1"; (run / "figures").mkdir(parents=True); (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "big.pt").write_bytes(b"0" * 1000)
+    (run / "figures" / "f.png").write_bytes(b"png")
+    (run / "demo.ipynb").write_text(json.dumps(nb))
+    save_json({"study": "demo", "chapter": str(chap), "parameters": {"seed": 0, "out_dir": str(run)}}, run / "params.json")
+    save_json({"state": state}, run / "status.json")
+    claims = [{"claim": "x ~ 1", "measured": 1.02, "uncertainty": "[0.9, 1.1]", "paper": 1.0, "verdict": "reproduced"}]
+    save_json({"chapter_seconds": 90.0, "claims": claims}, run / "metrics.json")
+    return root, chap, run
+
+
+def test_publish_copies_the_readable_part(tmp_path):
+    root, chap, run = _project(tmp_path)
+    rec = publish.publish_run(run, root / "results" / "reproduce", root=root)
+    assert not (rec / "checkpoints").exists() and (rec / "figures" / "f.png").exists() and (rec / ".notest").exists()
+    nb = json.loads((rec / "demo.ipynb").read_text())
+    assert nb["cells"][1]["outputs"][0]["text"] == "1\n" and nb["cells"][1]["execution_count"] is None
+    r = load_json(rec / "record.json")
+    assert r["chapter"] == "nbs/10_demo.ipynb" and r["chapter_sha256"] == publish.chapter_hash(chap) and r["wall_seconds"] == 90.0
+    assert "out_dir" not in load_json(rec / "params.json")["parameters"]
+    report = (root / "results" / "reproduce" / "report.md").read_text()
+    assert "| demo | x ~ 1 |" in report and "[demo](demo/demo.ipynb)" in report
+
+
+def test_republish_replaces_and_refuses_unfinished(tmp_path):
+    root, chap, run = _project(tmp_path)
+    dest = root / "results" / "reproduce"
+    publish.publish_run(run, dest, root=root)
+    (run / "figures" / "f.png").unlink()
+    publish.publish_run(run, dest, root=root)
+    assert not (dest / "demo" / "figures" / "f.png").exists()          # one record, never two runs mixed
+    for state in ("failed", "running", "interrupted"):
+        save_json({"state": state}, run / "status.json")
+        with pytest.raises(ChapterError, match="not a completed run"):
+            publish.publish_run(run, dest, root=root)
+    assert (dest / "demo" / "record.json").exists()                    # the refused publish kept the old record
+
+
+def test_stale_records_and_cli(tmp_path, monkeypatch, capsys):
+    root, chap, run = _project(tmp_path)
+    (root / "settings.ini").write_text("[DEFAULT]\n")
+    monkeypatch.chdir(root)
+    assert main(["publish", str(run)]) == 0
+    assert main(["report", "--check"]) == 0
+    chap.write_text(chap.read_text().replace("print(1)", "print(2)"))
+    assert main(["report", "--check"]) == 1
+    assert "demo: nbs/10_demo.ipynb changed since the record was made" in capsys.readouterr().err
+    chap.unlink()
+    assert publish.stale_records(root / "results" / "reproduce", root)[0].endswith("no longer exists")
+
+
+def test_published_notebook_survives_nbdev_clean(tmp_path):
+    "CI runs nbdev_clean over the tree: a published record must already be clean."
+    from conftest import ROOT
+    root, chap, run = _project(tmp_path)
+    rec = publish.publish_run(run, tmp_path / "rec", root=root)
+    before = (rec / "demo.ipynb").read_text()
+    subprocess.run(["nbdev_clean", "--fname", str(rec / "demo.ipynb")], cwd=ROOT, check=True, capture_output=True)
+    assert (rec / "demo.ipynb").read_text() == before
