@@ -78,3 +78,11 @@ def test_published_notebook_survives_nbdev_clean(tmp_path):
     before = (rec / "demo.ipynb").read_text()
     subprocess.run(["nbdev_clean", "--fname", str(rec / "demo.ipynb")], cwd=ROOT, check=True, capture_output=True)
     assert (rec / "demo.ipynb").read_text() == before
+
+
+def test_index_shows_the_published_records():
+    "README's claims table is the one the records give (regenerate with astro-nb publish)."
+    from conftest import ROOT
+    nb = json.loads((ROOT / "index.ipynb").read_text())
+    cell = next("".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith(publish.INDEX_HEADING))
+    assert cell == publish.index_section(ROOT / "results" / "reproduce", ROOT)
