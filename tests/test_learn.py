@@ -126,3 +126,16 @@ def test_history_keeps_per_epoch_seconds():
     x, y = _data()
     h = learn.fit_torch(_net(), ce, (x, y), max_epochs=2, device="cpu", show_progress=False)
     assert len(h["seconds"]) == 2 and h["train_seconds"] >= sum(h["seconds"])
+
+
+def test_bootstrap_groups_resampled_whole():
+    "Each resample holds every drawn group with all its rows (counts are multiples of the group sizes)."
+    groups = np.array([0, 0, 0, 1, 2, 2])
+    seen = []
+    def stat(g):
+        c = np.bincount(g, minlength=3); seen.append(c)
+        return float(len(g))
+    learn.bootstrap_ci(stat, groups, groups=groups, n_boot=300)
+    c = np.array(seen[:-1])
+    assert np.all(c[:, 0] % 3 == 0) and np.all(c[:, 2] % 2 == 0) and np.all(c @ [1, 1, 1] >= 3)
+    assert len({tuple(x) for x in c}) > 3                      # it does resample
