@@ -353,3 +353,30 @@ def test_chapter_on_sample_tables_fails_in_one_line(tmp_path):
         runs.run_chapter("agn", nb, params, tmp_path / "run", progress_bar=False)
     msg = str(e.value).splitlines()[0]
     assert "ValueError" in msg and "too few usable objects" in msg and "KeyError" not in str(e.value)
+
+
+def test_agn_claims_rows_and_verdicts():
+    "The claims table: rows with the contract's keys; a variability gain and the paper's accuracies are reproduced, their absence is not."
+    r = np.random.default_rng(5)
+    n = 4000
+    y = r.integers(0, 3, n)
+    noisy = lambda acc: np.where(r.random(n) < acc, y, (y + 1) % 3)
+    models = ("svm", "rf", "xgboost", "ann")
+    res = {"all": {m: {"pred": noisy(0.976)} for m in models}, "no_variability": {m: {"pred": noisy(0.94)} for m in models}}
+    for v in res["all"].values(): v["accuracy"] = float(np.mean(v["pred"] == y))
+    ds = {"y_blind": y, "id_blind": np.arange(n)}
+    novar = {"y_blind": y[300:], "id_blind": np.arange(300, n)}            # fewer objects kept without variability
+    res["no_variability"] = {m: {"pred": v["pred"][300:]} for m, v in res["no_variability"].items()}
+    classic = pd.DataFrame({"selected": (y == 2) & (r.random(n) < 0.824), "label": y})   # a pure cut of 82% of the quasars
+    rows = evaluate.agn_claims(res, {"all": ds, "no_variability": novar}, {"pred": noisy(0.96)}, classic, n_boot=200)
+    assert [set(row) for row in rows] == [{"claim", "measured", "uncertainty", "paper", "verdict"}] * (4 + 3 + 1 + 2)
+    assert [row["verdict"] for row in rows[:4]] == ["reproduced"] * 4 and 0.02 < rows[0]["measured"] < 0.05
+    assert [row["verdict"] for row in rows[4:7]] == ["reproduced"] * 3      # svm, rf, ann near the paper's ~0.976
+    assert rows[7]["verdict"] == "reproduced" and rows[8]["verdict"] == "reproduced"   # DEC gap; cut completeness
+    assert rows[9]["measured"] == 1.0 and rows[9]["verdict"] == "not reproduced"        # purity 1.0 is not 0.950 +- 0.01
+    # no gain from variability, a weak model and a DEC far below: none of those is reproduced
+    flat = {"all": {m: {"pred": noisy(0.80), "accuracy": 0.80} for m in models}}
+    flat["no_variability"] = flat["all"]
+    rows = evaluate.agn_claims(flat, {"all": ds, "no_variability": ds}, {"pred": noisy(0.5)}, classic, n_boot=100)
+    assert {row["verdict"] for row in rows[:4]} <= {"not reproduced", "direction only"} and rows[0]["measured"] == 0.0
+    assert rows[4]["verdict"] == "not reproduced" and rows[7]["verdict"] == "not reproduced"

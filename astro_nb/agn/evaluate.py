@@ -12,13 +12,13 @@ import pandas as pd
 
 from . import data, model
 from .sim import CLASSES, LC_BANDS
-from ..learn import classification_metrics
+from ..learn import bootstrap_ci, classification_metrics
 
 # %% auto #0
-__all__ = ['PAPER_ACCURACY', 'PAPER_DEC_ACCURACY', 'PAPER_NO_VARIABILITY', 'fit_and_score', 'make_estimator', 'compare_models',
-           'hungarian_match', 'score_clusters', 'fit_and_score_clusters', 'gr_correlation', 'classic_qso_selection',
-           'selection_metrics', 'classic_selection', 'accuracy_table', 'per_class', 'plot_accuracy', 'plot_confusions',
-           'plot_wedge', 'plot_fit_times', 'plot_light_curves']
+__all__ = ['PAPER_ACCURACY', 'PAPER_DEC_ACCURACY', 'PAPER_NO_VARIABILITY', 'PAPER_CLASSIC_QSO', 'fit_and_score', 'make_estimator',
+           'compare_models', 'hungarian_match', 'score_clusters', 'fit_and_score_clusters', 'gr_correlation',
+           'classic_qso_selection', 'selection_metrics', 'classic_selection', 'accuracy_table', 'per_class',
+           'plot_accuracy', 'plot_confusions', 'plot_wedge', 'plot_fit_times', 'plot_light_curves', 'agn_claims']
 
 # %% ../../nbs/24_agn_evaluate.ipynb #4c02e5a3
 def fit_and_score(estimator, X_train, y_train, X_blind, y_blind, classes=CLASSES) -> dict:
@@ -143,6 +143,7 @@ def classic_selection(forced_path, objects: pd.DataFrame, object_ids) -> pd.Data
 PAPER_ACCURACY = {"svm": 0.9764, "rf": 0.9759, "ann": 0.9752, "cnn": 0.9735}   # arXiv:2307.04072, blinded set (NN = ann)
 PAPER_DEC_ACCURACY = 0.960                                                     # arXiv:2307.04072, DEC after matching
 PAPER_NO_VARIABILITY = (0.93, 0.95)                                            # arXiv:2307.04072, range over models
+PAPER_CLASSIC_QSO = {"completeness": 0.824, "purity": 0.950}                  # arXiv:2307.04072, classic g/r-correlation cut, quasars
 
 def accuracy_table(results: dict, dec: dict | None = None, paper=PAPER_ACCURACY) -> pd.DataFrame:
     "Accuracy with all features and without variability, the paper's, and fit/predict seconds, per model."
@@ -235,3 +236,53 @@ def plot_light_curves(lcs: dict, objects: pd.DataFrame, classes=CLASSES, bands=(
         ax.invert_yaxis(); ax.set_title(f"{classes[k]} {lcs['objectId'][j]}"); ax.set_xlabel("MJD"); ax.legend()
     axes[0].set_ylabel("psMag")
     return fig
+
+# %% ../../nbs/24_agn_evaluate.ipynb #9b104958
+def _correct(ds: dict, pred) -> pd.Series:
+    "1.0 where a blinded object's prediction is right and 0.0 where it is wrong, indexed by objectId."
+    return pd.Series((np.asarray(pred) == np.asarray(ds["y_blind"])).astype(float), index=np.asarray(ds["id_blind"]))
+
+def _gap(a, b) -> float:
+    "Mean of `a` minus mean of `b`, each over its finite entries (NaN marks an object absent from that set)."
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    return float(a[fa].mean() - b[fb].mean()) if fa.any() and fb.any() else float("nan")
+
+def _fraction(hit, among) -> float:
+    "The fraction of rows `among` that are `hit` (NaN when there are none)."
+    return float(hit[among].mean()) if among.any() else float("nan")
+
+def agn_claims(results: dict, datasets: dict, dec_result: dict, classic: pd.DataFrame, n_boot: int = 1000,
+               seed: int = 0, tolerance: float = 0.01) -> list:
+    """The paper's headline claims as claims-table rows, each with a 95% bootstrap interval over blinded objects.
+
+    `results` is `compare_models`' `{tag: {model: result}}` for the `datasets` it was given (tags `all` and
+    `no_variability`), `dec_result` is `fit_and_score_clusters`' on the blinded objects of `datasets['all']`,
+    `classic` is `classic_selection`'s table of the blinded objects."""
+    from astro_nb.chapter import claim, direction_claim
+    from astro_nb.agn.sim import LABELS
+    B, rows = dict(n_boot=n_boot, seed=seed), []
+    ok = {tag: {m: _correct(datasets[tag], r["pred"]) for m, r in res.items()} for tag, res in results.items()}
+    lo_nv, hi_nv = PAPER_NO_VARIABILITY
+    with_var = f"~{np.mean(list(PAPER_ACCURACY.values())):.3f}"
+    for m in [m for m in results["all"] if m in results.get("no_variability", {})]:
+        pair = pd.concat({"with": ok["all"][m], "without": ok["no_variability"][m]}, axis=1)   # union of both blinded sets
+        ci = bootstrap_ci(_gap, pair["with"].to_numpy(), pair["without"].to_numpy(), **B)
+        rows.append(direction_claim(f"variability raises {m}'s accuracy (with minus without)", ci["value"],
+                                    min(ci["low"], ci["value"]), max(ci["high"], ci["value"]),
+                                    f"positive ({with_var} with, {lo_nv}-{hi_nv} without)"))
+    for m in [m for m in results["all"] if m in PAPER_ACCURACY]:
+        ci = bootstrap_ci(np.mean, ok["all"][m].to_numpy(), **B)
+        rows.append(claim(f"{m} blinded accuracy with variability", ci["value"], PAPER_ACCURACY[m], ci["low"], ci["high"],
+                          tolerance=tolerance))
+    best = max(results["all"], key=lambda m: results["all"][m]["accuracy"])
+    ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), _correct(datasets["all"], dec_result["pred"]).to_numpy(),
+                      ok["all"][best].to_numpy(), **B)
+    rows.append(claim(f"DEC within ~2 points of supervised (DEC minus {best} accuracy)", ci["value"],
+                      round(PAPER_DEC_ACCURACY - max(PAPER_ACCURACY.values()), 4), min(ci["low"], ci["value"]),
+                      max(ci["high"], ci["value"]), tolerance=tolerance, direction_ok=ci["value"] >= -0.02))
+    sel, qso = classic["selected"].to_numpy(bool), (classic["label"] == LABELS["Qso"]).to_numpy()
+    for name, fn in (("completeness", lambda s, q: _fraction(s, q)), ("purity", lambda s, q: _fraction(q, s))):
+        ci = bootstrap_ci(fn, sel, qso, **B)
+        rows.append(claim(f"classic g/r-correlation cut: quasar {name}", ci["value"], PAPER_CLASSIC_QSO[name],
+                          ci["low"], ci["high"], tolerance=tolerance))
+    return rows
