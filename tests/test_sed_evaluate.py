@@ -108,3 +108,32 @@ def test_figures(fake, flow):
     truth, s = fake
     for fig in (evaluate.plot_training({"maf": flow}), evaluate.plot_recovery(s, truth, evaluate.recovery(s, truth))):
         assert len(fig.axes) >= 1; plt.close(fig)
+
+
+def _comparison(c2st, floor):
+    import pandas as pd
+    return inf.PosteriorComparison(pd.DataFrame({"c2st": c2st, "c2st_floor": floor}), {}, [])
+
+
+def test_sed_claims_rows_and_verdicts():
+    "Six rows with the contract's keys: the paper's sigmas, an NPE at its references' floor and 1e5 are reproduced; the rest not."
+    rng = np.random.default_rng(1)
+    truth = sim.sample_prior(40, rng)
+    w = np.array([0.17, 0.3, 0.2, 0.26, 0.05]) / np.sqrt(2)       # the paper's sigma(log M*) and sigma(log Z)
+    s = truth[:, None, :] + w * (rng.normal(size=(40, 1, 5)) + rng.normal(size=(40, 2000, 5)))
+    fit = inf.ReferenceResult(np.zeros((2, 5)), method="emcee", seconds=1000.0, converged=True, n_likelihood_calls=10**6,
+                              names=list(PRIOR.names), tau=np.ones(5))
+    good = evaluate.sed_claims(s, truth, _comparison([0.52, 0.55, 0.9], [0.51, 0.52, 0.53]),
+                               ["importance sampling", "emcee", "emcee (not converged)"], [fit], 0.01, 1e-7, n_boot=200)
+    assert [set(r) for r in good] == [{"claim", "measured", "uncertainty", "paper", "verdict"}] * 6
+    assert [r["verdict"] for r in good] == ["reproduced"] * 5 + ["direction only"]   # bagpipes cost: 1e6 x 1e-7 / 0.01 = 10
+    assert good[0]["measured"] == pytest.approx(evaluate.recovery(s, truth).loc["log_mass", "sigma"])
+    assert good[4]["paper"] == [0.9e5, 1.2e5] and good[0]["paper"] == 0.17 and good[1]["paper"] == 0.26
+    assert good[4]["measured"] == pytest.approx(1e5) and "2 of 3 references" in good[2]["uncertainty"]
+    tight = truth[:, None, :] + w * (rng.normal(size=(40, 1, 5)) + 0.3 * rng.normal(size=(40, 2000, 5)))   # overconfident
+    bad = evaluate.sed_claims(tight, truth, _comparison([0.9, 0.95], [0.51, 0.52]), ["importance sampling"] * 2, [],
+                              0.01, 1e-3, n_boot=200)
+    assert [r["verdict"] for r in bad] == ["direction only"] * 2 + ["not reproduced"] * 4
+    assert "no MCMC fit" in bad[4]["uncertainty"] and np.isnan(bad[5]["measured"])
+    none = evaluate.sed_claims(s, truth, _comparison([0.5], [0.5]), ["emcee (not converged)"], [], 0.01, 1e-3, n_boot=50)
+    assert none[2]["verdict"] == "not reproduced" and "not measurable" in none[2]["uncertainty"]
