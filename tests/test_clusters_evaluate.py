@@ -78,3 +78,28 @@ def test_variant_calibration_and_width_vs_n_train(npe, tmp_path):
     post, theta, x = npe
     w = ev.width_vs_n_train(theta, x, sim.PRIOR, [0.5, 1.0], x[:4], max_epochs=2, n=50, trained={600: post})
     assert sorted(w) == [300, 600] and w[600].shape == (2,)
+
+
+def test_clusters_claims_rows_and_verdicts():
+    "The claims table: rows with exactly the contract's keys; a calibrated toy is reproduced, a shifted one is not."
+    from types import SimpleNamespace
+    import pandas as pd
+
+    class Gauss:   # the toy's posterior: a unit Gaussian around x
+        def log_prob(self, th, xo): return -0.5 * ((np.asarray(th) - xo) ** 2).sum(-1)
+
+    def comparison(c2st): return SimpleNamespace(table=pd.DataFrame({"c2st": c2st}), summary={"c2st_noise_floor": 0.52})
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(300, 2)); s = mu[:, None] + rng.normal(size=(300, 400, 2)); t = mu + rng.normal(size=(300, 2))
+    variant = {"5p": dict(frac_truth_within_2sigma=0.95, frac_truth_within_2sigma_low=0.92, frac_truth_within_2sigma_high=0.97)}
+    good = ev.clusters_claims(Gauss(), s, t, mu, ev.calibration(s, t, ["a", "b"])["coverage"], comparison(np.full(20, 0.53)),
+                              variant, n_boot=200)
+    bad = ev.clusters_claims(Gauss(), s + 1.0, t, mu + 1.0, ev.calibration(s + 1.0, t, ["a", "b"])["coverage"],
+                             comparison(np.full(20, 0.8)), n_boot=200)
+    keys = {"claim", "measured", "uncertainty", "paper", "verdict"}
+    assert all(set(r) == keys for r in good + bad) and len(good) == 4 and len(bad) == 3
+    assert [r["verdict"] for r in good] == ["reproduced"] * 4
+    assert [r["verdict"] for r in bad] == ["not reproduced"] * 3
+    assert [r["paper"] for r in good] == [1.0, 1.0, "like the MCMC's (no number)", "calibrated (no number)"]
+    lo, hi = (float(v) for v in good[0]["uncertainty"].strip("[]").split(","))
+    assert lo <= good[0]["measured"] <= hi

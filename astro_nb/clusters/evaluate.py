@@ -5,6 +5,7 @@
 # %% ../../nbs/44_clusters_evaluate.ipynb #473d36b9
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -13,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from .. import inference as inf
+from ..chapter import claim
+from ..learn import bootstrap_ci
 from . import data, model, sim
 
 # %% auto #0
 __all__ = ['mass_function_agreement', 'reference_mocks', 'reference_posteriors', 'mcmc_posteriors', 'ReferenceComparison',
-           'compare_with_reference', 'frac_in_joint_region', 'calibration', 'bias_in_sigma', 'catalog_posterior',
-           'variant_calibration', 'width_vs_n_train']
+           'compare_with_reference', 'joint_region_inside', 'frac_in_joint_region', 'within_2sigma', 'calibration',
+           'bias_in_sigma', 'catalog_posterior', 'variant_calibration', 'width_vs_n_train', 'clusters_claims']
 
 # %% ../../nbs/44_clusters_evaluate.ipynb #ccbf1064
 def mass_function_agreement(theta, log10_m, z, n_colossus: int, timing_z: float = 0.5) -> dict:
@@ -91,14 +94,28 @@ def compare_with_reference(posteriors: dict, x_raw, refs, n: int, seed: int = 0)
     return ReferenceComparison(samples, comparison, sampling)
 
 # %% ../../nbs/44_clusters_evaluate.ipynb #2e7479e4
-def frac_in_joint_region(posterior: inf.NPEPosterior, samples, truths, x, level: float = 0.9545, n_max: int = 500) -> float:
-    "Fraction of `truths` inside the `level` highest-density region of the joint NPE posterior (NaN samples skipped)."
-    inside = []
-    for s, t, xo in zip(samples, truths, x):
+def joint_region_inside(posterior: inf.NPEPosterior, samples, truths, x, level: float = 0.9545, n_max: int = 500) -> np.ndarray:
+    """Per mock: 1.0 when its truth lies inside the `level` highest-density region of the joint NPE posterior
+    (the truth's density rank among the posterior's own samples), 0.0 when not, NaN where the samples are not finite."""
+    inside = np.full(len(samples), np.nan)
+    for i, (s, t, xo) in enumerate(zip(samples, truths, x)):
         if not np.isfinite(s).all(): continue
         lp_s = posterior.log_prob(s[:n_max], xo); lp_t = posterior.log_prob(t[None], xo)[0]
-        inside.append(np.mean(lp_s > lp_t) <= level)
-    return float(np.mean(inside))
+        inside[i] = float(np.mean(lp_s > lp_t) <= level)
+    return inside
+
+def frac_in_joint_region(posterior: inf.NPEPosterior, samples, truths, x, level: float = 0.9545, n_max: int = 500) -> float:
+    "Fraction of `truths` inside the `level` highest-density region of the joint NPE posterior (NaN samples skipped)."
+    inside = joint_region_inside(posterior, samples, truths, x, level, n_max)
+    return float(np.mean(inside[np.isfinite(inside)]))
+
+def within_2sigma(samples, truths) -> np.ndarray:
+    """Per mock with finite samples and per parameter: whether the truth lies inside the central 95.4% (2-sigma)
+    marginal interval, as `inference.frac_within` counts it: (n_ok, dim) booleans."""
+    s, t = np.asarray(samples, float), np.asarray(truths, float)
+    ok = np.isfinite(s).all((1, 2))
+    u = (s[ok] < t[ok][:, None, :]).mean(1)
+    return np.abs(u - 0.5) <= math.erf(2 / math.sqrt(2)) / 2
 
 def calibration(samples, truths, names, seed: int = 0) -> dict:
     """Marginal fractions of truths within 2 sigma (`frac_within_2sigma`, per parameter) and the coverage report
@@ -108,6 +125,7 @@ def calibration(samples, truths, names, seed: int = 0) -> dict:
     fw = inf.frac_within(s[ok], t[ok], names=names)
     return {"frac_within_2sigma": {k: float(fw.loc[2, k]) for k in names},
             "coverage": inf.coverage_report(s[ok], t[ok], names=names, seed=seed), "n_mocks": int(ok.sum())}
+
 
 # %% ../../nbs/44_clusters_evaluate.ipynb #698dc1e9
 def bias_in_sigma(samples, truths) -> np.ndarray:
@@ -141,7 +159,9 @@ def variant_calibration(variant: str, n_train: int, n_test: int, n_covariance: i
     s = model.sample_in_prior(npe, model.features(test["x"]), 500, seed=seed)
     truth = test["theta"].astype(float)
     cal = calibration(s.samples, truth, pr.names, seed)
+    ci = bootstrap_ci(lambda w: w[:, :2].mean(0).min(), within_2sigma(s.samples, truth), seed=seed)   # over mocks
     return dict(frac_truth_within_2sigma=min(cal["frac_within_2sigma"][k] for k in pr.names[:2]),
+                frac_truth_within_2sigma_low=ci["low"], frac_truth_within_2sigma_high=ci["high"],
                 coverage_max_dev=cal["coverage"]["max_dev"], coverage_noise_floor_p95=cal["coverage"]["noise_floor_p95"],
                 **{f"std_{k}": v for k, v in zip(pr.names[:2], np.nanmedian(s.samples.std(1), 0)[:2])},
                 sampling=s.counts(), training=model.training_summary(npe))
@@ -155,3 +175,37 @@ def width_vs_n_train(theta, x, prior, fractions, x_test, estimator: str = "mdn",
         post = (trained or {}).get(m) or model.train_estimator(theta[:m], x[:m], prior, estimator, max_epochs, device, seed)
         out[m] = np.nanmedian(model.sample_in_prior(post, x_test, n, seed=seed).samples.std(1), 0)
     return out
+
+# %% ../../nbs/44_clusters_evaluate.ipynb #c1a1e002
+def _qualitative(row: dict, paper: str) -> dict:
+    "A claim row whose verdict was made against a rule, with the paper's claim in words (it publishes no number)."
+    return {**row, "paper": paper}
+
+def clusters_claims(posterior: inf.NPEPosterior, samples, truths, x, coverage: dict, comparison: inf.PosteriorComparison,
+                    variants: dict | None = None, n_boot: int = 1000, seed: int = 0, c2st_tolerance: float = 0.05) -> list:
+    """The paper's headline claims as claims-table rows: truths within 2 sigma on the test mocks (`samples` of
+    `posterior` for `truths`, features `x`; `variants` {name: `variant_calibration` row}), NPE against the reference
+    posteriors (`comparison`, the paper's estimator) and calibrated coverage (`coverage`, `calibration`'s report)."""
+    rows, B, tol2 = [], dict(n_boot=n_boot, seed=seed), 1 - math.erf(2 / math.sqrt(2))
+    inside = joint_region_inside(posterior, samples, truths, x)
+    inside = inside[np.isfinite(inside)]
+    ci = bootstrap_ci(np.mean, inside, **B)
+    rows.append(claim(f"all truths within 2 sigma: joint 95.4% region, {len(inside)} test mocks (2 parameters)",
+                      ci["value"], 1.0, ci["low"], ci["high"], tolerance=tol2))
+    for v, r in (variants or {}).items():
+        rows.append(claim(f"all truths within 2 sigma: {v} variant, the smaller of the Omega_m and sigma_8 marginal fractions",
+                          r["frac_truth_within_2sigma"], 1.0, r["frac_truth_within_2sigma_low"],
+                          r["frac_truth_within_2sigma_high"], tolerance=tol2))
+    c2, floor = comparison.table["c2st"].to_numpy(), comparison.summary["c2st_noise_floor"]
+    ci = bootstrap_ci(np.median, c2, **B)
+    rows.append(_qualitative(claim(f"NPE posteriors like the likelihood's: median C2ST against the reference on {len(c2)} mocks "
+                                   f"within {c2st_tolerance} of its noise floor {floor:.3f}", ci["value"], (0.5, floor),
+                                   ci["low"], ci["high"], tolerance=c2st_tolerance), "like the MCMC's (no number)"))
+    s, t = np.asarray(samples, float), np.asarray(truths, float)
+    ok = np.isfinite(s).all((1, 2))
+    ci = bootstrap_ci(lambda a, b: inf.coverage_max_dev(inf.coverage(a, b)), s[ok], t[ok], **B)
+    p95 = coverage["noise_floor_p95"]
+    rows.append(_qualitative(claim(f"calibrated coverage: largest deviation over 40 levels at most the noise floor's 95th "
+                                   f"percentile {p95:.3f} ({int(ok.sum())} mocks)", coverage["max_dev"], (0.0, p95),
+                                   uncertainty=f"[{ci['low']:.3g}, {ci['high']:.3g}]"), "calibrated (no number)"))
+    return rows
