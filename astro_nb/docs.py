@@ -350,6 +350,11 @@ def index_html(page, exp, targets: dict, results, chapters: dict) -> tuple:
     "(HTML, stderr outputs, cell ids) of the index: index.ipynb, then the published claims."
     nb = read_notebook(page.source) if Path(page.source).exists() else None
     body, errs, ids = notebook_html(nb, exp, targets, "") if nb is not None else ("<h1>astro_nb</h1>", [], set())
+    # README links a published record's notebook (results/PROFILE/STUDY/STUDY.ipynb, for the code host); on the site
+    # the chapter's page shows that record, so the link goes there
+    # (a chapter without a page here keeps the text without the link)
+    body = re.sub(r'<a href="results/[^"]*?/(\w+)/\1\.ipynb"[^>]*>(.*?)</a>',
+                  lambda m: f'<a href="chapters/{m.group(1)}.html">{m.group(2)}</a>' if m.group(1) in chapters else m.group(2), body)
     return body + claims_html(published_claims(results), chapters), errs, ids
 
 # %% ../nbs/08_docs.ipynb #df9238d4
