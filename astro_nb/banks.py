@@ -115,7 +115,6 @@ def dask_client(client=None, workers: int | None = None) -> tuple:
                            processes=True, dashboard_address=None)
     return Client(cluster), True
 
-_make_client = dask_client   # the old private name, still imported by some chapters
 
 # %% ../nbs/02_banks.ipynb #070a004f
 def build_bank(simulator, n: int, chunk_size: int, path, seed: int = 0, params: dict | None = None,

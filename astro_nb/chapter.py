@@ -65,8 +65,7 @@ def dask_client(workers: int):
         raise ValueError(f"dask_workers must be an integer >= 0 (0: no cluster), got {workers!r}")
     if workers == 0: return None
     from astro_nb import banks
-    make = getattr(banks, "dask_client", None) or banks._make_client
-    return make("local", workers)[0]
+    return banks.dask_client("local", workers)[0]
 
 # %% ../nbs/03_chapter.ipynb #b4294a56
 def _interval(x):

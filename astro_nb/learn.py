@@ -156,7 +156,7 @@ def fit_torch(model, loss_fn, train, val=None, *, max_epochs: int, batch_size: i
         if state["done"]: break
     if state["best_state"] is not None: model.load_state_dict(state["best_state"])
     model.to(dev).eval()
-    if "val_loss" not in h: h.pop("val_loss", None)
+    if val is None: h.pop("val_loss", None)              # no validation set: no validation column
     return {**h, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
             "stopped_early": bool(patience is not None and state["bad_epochs"] >= patience),
             "resumed_from": resumed_from, "train_seconds": time.perf_counter() - t_start}

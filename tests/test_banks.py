@@ -131,7 +131,6 @@ def test_dask_client_refuses_negative_workers(tmp_path):
     "dask_workers -1 used to start a cluster with no workers and hang; now it is refused at once, by name."
     from astro_nb import banks
     from astro_nb.banks import dask_client
-    assert banks._make_client is dask_client                     # the old name still works
     with pytest.raises(ValueError, match="dask_workers must be >= 0"):
         dask_client("local", -1)
     with pytest.raises(TypeError, match="dask_workers must be an integer"):

@@ -139,3 +139,9 @@ def test_bootstrap_groups_resampled_whole():
     c = np.array(seen[:-1])
     assert np.all(c[:, 0] % 3 == 0) and np.all(c[:, 2] % 2 == 0) and np.all(c @ [1, 1, 1] >= 3)
     assert len({tuple(x) for x in c}) > 3                      # it does resample
+
+
+def test_history_without_validation_has_no_val_loss():
+    x, y = _data()
+    h = learn.fit_torch(_net(), ce, (x, y), max_epochs=1, device="cpu", show_progress=False)
+    assert "val_loss" not in h and h["best_epoch"] == 0
