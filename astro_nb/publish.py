@@ -70,9 +70,13 @@ def _clean_notebook(path):
     with atomic_write(path) as f: json.dump(nb, f, indent=1, ensure_ascii=False); f.write("\n")
 
 def _record(run, study: str, chapter, root) -> dict:
-    metrics = load_json(run / "metrics.json")
-    return {"study": study, "commit": git_commit(root), "chapter": str(chapter),
-            "chapter_sha256": chapter_hash(Path(root) / chapter) if (Path(root) / chapter).exists() else None,
+    """record.json: the commit and chapter hash the run recorded when it started (so that a chapter edited between
+    the run and `publish` shows as stale), else the checkout's now; wall time, machine, publication time."""
+    from astro_nb.runs import run_status
+    metrics, source = load_json(run / "metrics.json"), run_status(run).get("source") or {}
+    here = Path(root) / chapter
+    return {"study": study, "commit": source.get("commit") or git_commit(root), "chapter": str(chapter),
+            "chapter_sha256": source.get("chapter_sha256") or (chapter_hash(here) if here.exists() else None),
             "wall_seconds": metrics.get("chapter_seconds"), **machine(),
             "published": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 

@@ -26,9 +26,9 @@ from .core import atomic_write, flatten, load_json, param_differences, save_json
 # %% auto #0
 __all__ = ['ChapterError', 'project_root', 'nbs_dir', 'checkout_mismatch', 'scan_chapters', 'find_chapters', 'available_memory',
            'Param', 'chapter_params', 'coerce', 'check_params', 'profiles_dir', 'available_profiles', 'load_profile',
-           'is_path_param', 'resolve_params', 'ChapterFailed', 'new_run_dir', 'plan_runs', 'run_status', 'run_record',
-           'check_run_dir', 'run_chapter', 'collect_metrics', 'markdown_table', 'latest_runs', 'unfinished_runs',
-           'report', 'readme_text', 'build_docs', 'main']
+           'is_path_param', 'resolve_params', 'ChapterFailed', 'new_run_dir', 'plan_runs', 'run_status', 'run_source',
+           'run_record', 'check_run_dir', 'run_chapter', 'collect_metrics', 'markdown_table', 'latest_runs',
+           'unfinished_runs', 'report', 'readme_text', 'build_docs', 'main']
 
 # %% ../nbs/01_runs.ipynb #58519d3c
 def _pkg_dir() -> Path:
@@ -388,9 +388,16 @@ def run_status(run_dir) -> dict:
     except (ValueError, OSError) as e: return {**blank, "error": _one_line(e)}
     return {**blank, **st} if isinstance(st, dict) else blank
 
-def _set_status(run_dir, state: str, error: str | None = None) -> dict:
-    "Write status.json atomically: `running` starts the clock, any other state stops it."
-    if state == "running": st = {"state": state, "started": _now(), "finished": None, "error": None}
+def run_source(nb_path) -> dict:
+    "The code a run executes, taken at its start: the checkout's commit (None outside git) and the chapter's source hash."
+    from astro_nb.publish import chapter_hash, git_commit      # publish builds on this module: imported when called
+    nb_path = Path(nb_path).resolve()
+    return {"commit": git_commit(nb_path.parent), "chapter_sha256": chapter_hash(nb_path)}
+
+def _set_status(run_dir, state: str, error: str | None = None, source: dict | None = None) -> dict:
+    """Write status.json atomically: `running` starts the clock (and records `source`, the code being run), any
+    other state stops it."""
+    if state == "running": st = {"state": state, "started": _now(), "finished": None, "error": None, "source": source}
     else: st = {**run_status(run_dir), "state": state, "finished": _now(), "error": error}
     save_json(st, Path(run_dir) / "status.json")
     return st
@@ -497,7 +504,7 @@ def run_chapter(study: str, nb_path, params: dict, run_dir=None, progress_bar: b
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.glob(f".{study}.ipynb.*.tmp"): stale.unlink()    # a save cut short by a kill -9
     save_json(record, run_dir / "params.json")
-    _set_status(run_dir, "running")
+    _set_status(run_dir, "running", source=run_source(nb_path))
     inject = dict(params)
     if "out_dir" in record["parameters"]: inject["out_dir"] = record["parameters"]["out_dir"]
     out_nb = (run_dir / f"{study}.ipynb").resolve()

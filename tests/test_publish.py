@@ -86,3 +86,17 @@ def test_index_shows_the_published_records():
     nb = json.loads((ROOT / "index.ipynb").read_text())
     cell = next("".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith(publish.INDEX_HEADING))
     assert cell == publish.index_section(ROOT / "results" / "reproduce", ROOT)
+
+
+def test_record_keeps_the_code_the_run_ran(tmp_path, monkeypatch, capsys):
+    "A chapter edited between the run and `publish` gives a record that `report --check` names as stale."
+    from astro_nb.runs import run_source
+    root, chap, run = _project(tmp_path)
+    (root / "settings.ini").write_text("[DEFAULT]\n")
+    save_json({"state": "completed", "source": run_source(chap)}, run / "status.json")
+    assert run_source(chap)["chapter_sha256"] == publish.chapter_hash(chap)
+    chap.write_text(chap.read_text().replace("print(1)", "print(2)"))      # edited after the run, before publishing
+    rec = publish.publish_run(run, root / "results" / "reproduce", root=root)
+    assert load_json(rec / "record.json")["chapter_sha256"] != publish.chapter_hash(chap)
+    monkeypatch.chdir(root)
+    assert main(["report", "--check"]) == 1 and "changed since the record was made" in capsys.readouterr().err

@@ -84,6 +84,8 @@ def test_run_end_to_end(tiny_run):
     assert params["parameters"]["out_dir"] == str(out.resolve()) and params["parameters"]["device"] == "cpu"
     status = runs.run_status(out)
     assert status["state"] == "completed" and status["error"] is None and status["finished"] >= status["started"]
+    from astro_nb.publish import chapter_hash       # the code it ran, recorded at its start for publish's record
+    assert status["source"]["chapter_sha256"] == chapter_hash(FIXTURES / "nbs" / "10_tiny.ipynb")
     assert (out / "figures" / "line.png").stat().st_size > 1000
     nb = nbformat.read(out / "tiny.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)

@@ -7,6 +7,7 @@ import pytest  # noqa: E402
 
 from astro_nb import inference as inf  # noqa: E402
 from astro_nb.sed import evaluate, model, sim  # noqa: E402
+from astro_nb.sed.model import BagpipesFit  # noqa: E402
 from astro_nb.sed.sim import PRIOR  # noqa: E402
 
 WIDTH = np.array([0.1, 0.3, 0.2, 0.15, 0.05])
@@ -96,6 +97,11 @@ def test_mcmc_and_amortization_summaries():
                                                  "mcmc_steps_over_autocorr": 100.0}
     am = evaluate.amortization_summary([run, run], 0.01, 50.0, 0.02)
     assert am["speedup"] == pytest.approx(1000) and am["ratio_bagpipes_mcmc"] == pytest.approx(2000)
+    assert "ratio_bagpipes_fit" not in am
+    fits = [BagpipesFit(np.zeros((2, 5)), s, 20000, 0.0, 400) for s in (100.0, 300.0)]
+    am = evaluate.amortization_summary([], 0.01, 50.0, 0.02, fits)      # bagpipes' own fits without emcee
+    assert am["ratio_bagpipes_fit"] == pytest.approx(2e4) and am["bagpipes_fit_likelihood_calls"] == 20000
+    assert "speedup" not in am
 
 
 def test_smoke_test_note():
@@ -123,17 +129,18 @@ def test_sed_claims_rows_and_verdicts():
     s = truth[:, None, :] + w * (rng.normal(size=(40, 1, 5)) + rng.normal(size=(40, 2000, 5)))
     fit = inf.ReferenceResult(np.zeros((2, 5)), method="emcee", seconds=1000.0, converged=True, n_likelihood_calls=10**6,
                               names=list(PRIOR.names), tau=np.ones(5))
+    bfit = BagpipesFit(np.zeros((2, 5)), 0.1, 5000, 0.0, 400)             # 0.1 s: ten NPE posteriors
     good = evaluate.sed_claims(s, truth, _comparison([0.52, 0.55, 0.9], [0.51, 0.52, 0.53]),
-                               ["importance sampling", "emcee", "emcee (not converged)"], [fit], 0.01, 1e-7, n_boot=200)
+                               ["importance sampling", "emcee", "emcee (not converged)"], [fit], 0.01, [bfit], n_boot=200)
     assert [set(r) for r in good] == [{"claim", "measured", "uncertainty", "paper", "verdict"}] * 6
-    assert [r["verdict"] for r in good] == ["reproduced"] * 5 + ["direction only"]   # bagpipes cost: 1e6 x 1e-7 / 0.01 = 10
+    assert [r["verdict"] for r in good] == ["reproduced"] * 5 + ["direction only"]   # bagpipes fit: 0.1 / 0.01 = 10
     assert good[0]["measured"] == pytest.approx(evaluate.recovery(s, truth).loc["log_mass", "sigma"])
     assert good[4]["paper"] == [0.9e5, 1.2e5] and good[0]["paper"] == 0.17 and good[1]["paper"] == 0.26
     assert good[4]["measured"] == pytest.approx(1e5) and "2 of 3 references" in good[2]["uncertainty"]
     tight = truth[:, None, :] + w * (rng.normal(size=(40, 1, 5)) + 0.3 * rng.normal(size=(40, 2000, 5)))   # overconfident
     bad = evaluate.sed_claims(tight, truth, _comparison([0.9, 0.95], [0.51, 0.52]), ["importance sampling"] * 2, [],
-                              0.01, 1e-3, n_boot=200)
+                              0.01, [], n_boot=200)
     assert [r["verdict"] for r in bad] == ["direction only"] * 2 + ["not reproduced"] * 4
-    assert "no MCMC fit" in bad[4]["uncertainty"] and np.isnan(bad[5]["measured"])
-    none = evaluate.sed_claims(s, truth, _comparison([0.5], [0.5]), ["emcee (not converged)"], [], 0.01, 1e-3, n_boot=50)
+    assert "n_mcmc 0" in bad[4]["uncertainty"] and "n_bagpipes 0" in bad[5]["uncertainty"] and np.isnan(bad[5]["measured"])
+    none = evaluate.sed_claims(s, truth, _comparison([0.5], [0.5]), ["emcee (not converged)"], [], 0.01, [], n_boot=50)
     assert none[2]["verdict"] == "not reproduced" and "not measurable" in none[2]["uncertainty"]

@@ -6,6 +6,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
+import json
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -15,11 +19,13 @@ import numpy as np
 import pandas as pd
 
 from .. import inference as inf
-from .sim import PRIOR, observed_flux, simulate_spectra
+from ..core import atomic_write
+from .sim import PRIOR, PRIOR_HIGH, PRIOR_LOW, SPEC_WAVS, import_bagpipes, observed_flux, simulate_spectra
 
 # %% auto #0
 __all__ = ['npe_configs', 'expected_warnings', 'checkpoint_name', 'train_estimators', 'stopped_at_cap', 'training_table',
-           'log_likelihood', 'NPEDraws', 'sample_npe', 'emcee_posterior']
+           'log_likelihood', 'NPEDraws', 'sample_npe', 'emcee_posterior', 'BagpipesFit', 'bagpipes_fit_instructions',
+           'bagpipes_fit']
 
 # %% ../../nbs/33_sed_model.ipynb #64c6a814
 def npe_configs(estimator: str = "maf", second_estimator: str = "nsf") -> dict:
@@ -136,3 +142,89 @@ def emcee_posterior(x_obs, snr: float = 20.0, n_samples: int = 1000, seed: int =
     "emcee on the exact likelihood of one network input `x_obs` (139,): an `inference.ReferenceResult`."
     return inf.run_emcee(log_likelihood, PRIOR, n_samples=n_samples, n_walkers=n_walkers, n_burn=n_burn,
                          n_steps=n_steps, moves=moves, seed=seed, args=(observed_flux(x_obs), snr))
+
+# %% ../../nbs/33_sed_model.ipynb #16827333
+@dataclass
+class BagpipesFit:
+    "bagpipes' own fit of one spectrum: samples (n, 5) in `PRIOR.names` order, wall seconds and likelihood calls."
+    samples: np.ndarray
+    seconds: float
+    n_likelihood_calls: int
+    log_evidence: float
+    n_live: int
+    reused: bool = False        # read back from an earlier fit in the same folder (seconds are that fit's)
+
+    def __repr__(self):
+        return (f"BagpipesFit({self.samples.shape}, {self.seconds:.1f} s, {self.n_likelihood_calls} likelihood calls, "
+                f"n_live {self.n_live}{', reused' if self.reused else ''})")
+
+def bagpipes_fit_instructions(veldisp: float = 350.0, logU: float = -3.0, t_bc: float = 0.01) -> dict:
+    "bagpipes `fit_instructions` for `PRIOR`: uniform in log M*, age and Av; log-uniform in tau and Z (`sim.model_components`' set-up)."
+    lo, hi = PRIOR_LOW, PRIOR_HIGH
+    return {"redshift": 0.0, "veldisp": float(veldisp), "t_bc": float(t_bc),
+            "delayed": {"massformed": (lo[0], hi[0]), "age": (lo[1], hi[1]),
+                        "tau": (10 ** lo[2], 10 ** hi[2]), "tau_prior": "log_10",
+                        "metallicity": (10 ** lo[3], 10 ** hi[3]), "metallicity_prior": "log_10"},
+            "dust": {"type": "Calzetti", "Av": (lo[4], hi[4])},
+            "nebular": {"logU": float(logU)}}
+
+# bagpipes' parameter names -> (column of PRIOR.names, transform to our parameters)
+_BAGPIPES_PARAMS = {"delayed:massformed": (0, lambda v: v), "delayed:age": (1, lambda v: v), "delayed:tau": (2, np.log10),
+                    "delayed:metallicity": (3, np.log10), "dust:Av": (4, lambda v: v)}
+
+# %% ../../nbs/33_sed_model.ipynb #80432760
+def _bagpipes_samples(params, samples2d) -> np.ndarray:
+    "bagpipes' posterior columns (its parameter order and units) as (n, 5) in `PRIOR.names` order."
+    out = np.empty((len(samples2d), len(_BAGPIPES_PARAMS)))
+    for j, p in enumerate(params):
+        if p not in _BAGPIPES_PARAMS: raise ValueError(f"unexpected bagpipes parameter {p!r}; expected {list(_BAGPIPES_PARAMS)}")
+        col, f = _BAGPIPES_PARAMS[p]
+        out[:, col] = f(np.asarray(samples2d)[:, j])
+    return out
+
+@contextlib.contextmanager
+def _in_folder(pipes, folder: Path):
+    """Run bagpipes in `folder`, silently, and come back. bagpipes writes under the working directory, but makes its
+    `pipes/` folders under the one it was imported in (`bagpipes.utils.working_dir`): both point at `folder` meanwhile."""
+    here, imported_in = os.getcwd(), pipes.utils.working_dir
+    for sub in ("posterior", "plots", "cats"): (folder / "pipes" / sub / "astro_nb").mkdir(parents=True, exist_ok=True)
+    os.chdir(folder); pipes.utils.working_dir = str(folder)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        os.chdir(here); pipes.utils.working_dir = imported_in
+
+def bagpipes_fit(x_obs, folder, snr: float = 20.0, n_live: int = 400, n_posterior: int = 1000) -> BagpipesFit:
+    """bagpipes' own per-galaxy fit (`bagpipes.fit` with the nautilus sampler) of one network input `x_obs` (139,),
+    with errors d/`snr` per pixel and the paper's prior; files under `folder`, a finished fit read back."""
+    if not (snr > 0 and n_live >= 1 and n_posterior >= 1):
+        raise ValueError(f"need snr > 0, n_live >= 1 and n_posterior >= 1, got {snr}, {n_live}, {n_posterior}")
+    d = observed_flux(np.asarray(x_obs, dtype=float))
+    if d.ndim != 1: raise ValueError(f"x_obs must be one spectrum (139,), got shape {np.shape(x_obs)}")
+    folder = Path(folder).resolve()
+    key = hashlib.sha256(d.tobytes() + repr((float(snr), int(n_live), int(n_posterior))).encode()).hexdigest()[:12]
+    name, record = f"fit-{key}", folder / f"fit-{key}.json"
+    h5 = folder / "pipes" / "posterior" / "astro_nb" / f"{name}.h5"
+    pipes = import_bagpipes()
+    spec = np.c_[SPEC_WAVS, d, d / snr]
+    with _in_folder(pipes, folder):
+        if not record.exists(): h5.unlink(missing_ok=True)           # a partial fit: start it again, time it whole
+        fit = pipes.fit(pipes.galaxy(name, lambda _id: spec, photometry_exists=False, spectrum_exists=True),
+                        bagpipes_fit_instructions(), run="astro_nb", n_posterior=int(n_posterior))
+        if record.exists():
+            info, reused = json.loads(record.read_text()), True
+        else:
+            calls, lnlike = [0], fit.fitted_model.lnlike
+            def counted(*a, **k):
+                calls[0] += 1
+                return lnlike(*a, **k)
+            fit.fitted_model.lnlike = counted
+            t0 = time.perf_counter()
+            fit.fit(sampler="nautilus", n_live=int(n_live), pool=1, verbose=False)
+            info, reused = {"seconds": time.perf_counter() - t0, "n_likelihood_calls": calls[0]}, False
+            with atomic_write(record) as f: f.write(json.dumps(info))
+    samples = _bagpipes_samples(fit.fitted_model.params, fit.results["samples2d"])[: int(n_posterior)]
+    return BagpipesFit(samples, float(info["seconds"]), int(info["n_likelihood_calls"]), float(fit.results["lnz"]),
+                       int(n_live), reused)
