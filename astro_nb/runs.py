@@ -27,8 +27,8 @@ from .core import atomic_write, flatten, load_json, param_differences, save_json
 __all__ = ['ChapterError', 'project_root', 'nbs_dir', 'checkout_mismatch', 'scan_chapters', 'find_chapters', 'available_memory',
            'Param', 'chapter_params', 'coerce', 'check_params', 'profiles_dir', 'available_profiles', 'load_profile',
            'is_path_param', 'resolve_params', 'ChapterFailed', 'new_run_dir', 'plan_runs', 'run_status', 'run_source',
-           'run_record', 'check_run_dir', 'run_chapter', 'collect_metrics', 'markdown_table', 'latest_runs',
-           'unfinished_runs', 'report', 'readme_text', 'build_docs', 'main']
+           'run_record', 'check_run_dir', 'run_chapter', 'collect_claims', 'run_scale', 'collect_metrics',
+           'markdown_table', 'latest_runs', 'unfinished_runs', 'report', 'readme_text', 'build_docs', 'main']
 
 # %% ../nbs/01_runs.ipynb #58519d3c
 def _pkg_dir() -> Path:
@@ -535,7 +535,32 @@ def _metric_rows(d: Path) -> list:
     if not isinstance(metrics, dict): raise ValueError(f"{mpath} is not a mapping of metric names to values")
     papers = load_json(d / "papers.json") if (d / "papers.json").exists() else {}
     return [{"study": study, "run": d.name, "metric": k, "measured": v, "paper": papers.get(k, {}).get("value"),
-             "source": papers.get(k, {}).get("source") or ""} for k, v in flatten(metrics).items()]
+             "source": papers.get(k, {}).get("source") or ""} for k, v in flatten(metrics).items() if k != "claims"]
+
+def collect_claims(run_dirs):
+    "One row per claim (`Chapter.claims`) of each readable run folder: study, run, claim, measured, uncertainty, paper, verdict."
+    import pandas as pd
+    rows = []
+    for d in map(Path, run_dirs):
+        try: claims = load_json(d / "metrics.json").get("claims") or []
+        except (ValueError, OSError, AttributeError): continue      # collect_metrics names the unreadable ones
+        rows += [{"study": _study_of(d), "run": d.name, **c} for c in claims if isinstance(c, dict)]
+    return pd.DataFrame(rows, columns=["study", "run", "claim", "measured", "uncertainty", "paper", "verdict"])
+
+def run_scale(run_dir) -> str:
+    """The scale of a run folder: `paper` or `reproduce` when its parameters hold every value that profile sets for its
+    study, `quick` when they hold the chapter's defaults for every parameter those profiles set, else `custom`
+    (`unknown` when its params.json or chapter cannot be read)."""
+    try:
+        rec = load_json(Path(run_dir) / "params.json")
+        study, given = rec["study"], rec["parameters"]
+        declared = chapter_params(rec["chapter"])
+    except (ValueError, OSError, KeyError, TypeError, ChapterError): return "unknown"
+    entries = {name: load_profile(name).get(study) or {} for name in ("paper", "reproduce")}
+    for name, entry in entries.items():
+        if entry and all(given.get(k) == v for k, v in entry.items()): return name
+    keys = {k for e in entries.values() for k in e}
+    return "quick" if all(k in declared and given.get(k) == declared[k].default for k in keys) else "custom"
 
 def collect_metrics(run_dirs, skipped: dict | None = None):
     """One row per metric of each run folder: study, run, metric, measured, paper, source.
@@ -584,13 +609,26 @@ def unfinished_runs(root="_runs", skipped: dict | None = None) -> list:
         out += [r[2] for r in rs[last + 1:] if r[3]["state"] in _UNFINISHED]
     return out
 
-def _report_text(df, bad, skipped: dict) -> tuple:
-    "The report as markdown and as a self-contained HTML page."
+_QUICK_NOTE = ("Runs at the quick scale are smoke tests of the pipeline: their numbers do not measure the papers' "
+               "claims (the reproduce and paper profiles set the scale that does).")
+
+def _report_text(df, bad, skipped: dict, runs=None, claims=None) -> tuple:
+    "The report as markdown and as a self-contained HTML page: runs with their scale, claims, metrics, unfinished runs."
+    import pandas as pd
+    runs = pd.DataFrame(columns=["study", "run", "scale"]) if runs is None else runs
+    claims = pd.DataFrame() if claims is None else claims
     intro = ("Measured values come from the runs listed (on the embedded simulators unless the study says otherwise); "
              "paper values are the published ones, for comparison.")
-    md = f"# astro_nb report\n\n{intro}\n\n" + (markdown_table(df) if len(df) else "(no completed runs)") + "\n"
-    page = (f"<!doctype html><meta charset='utf-8'><title>astro_nb report</title><h1>astro_nb report</h1>"
-            f"<p>{html.escape(intro)}</p>" + df.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", escape=True))
+    if (runs["scale"] == "quick").any(): intro += " " + _QUICK_NOTE
+    fmt = dict(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", escape=True)
+    md = f"# astro_nb report\n\n{intro}\n\n"
+    page = f"<!doctype html><meta charset='utf-8'><title>astro_nb report</title><h1>astro_nb report</h1><p>{html.escape(intro)}</p>"
+    if len(runs):
+        md += "## Runs\n\n" + markdown_table(runs) + "\n\n"; page += "<h2>Runs</h2>" + runs.to_html(**fmt)
+    if len(claims):
+        md += "## Claims\n\n" + markdown_table(claims) + "\n\n"; page += "<h2>Claims</h2>" + claims.to_html(**fmt)
+    md += ("## Metrics\n\n" if len(runs) or len(claims) else "") + (markdown_table(df) if len(df) else "(no completed runs)") + "\n"
+    page += ("<h2>Metrics</h2>" if len(runs) or len(claims) else "") + df.to_html(**fmt)
     if len(bad):
         md += "\n## Runs that did not complete\n\n" + markdown_table(bad) + "\n"
         page += "<h2>Runs that did not complete</h2>" + bad.to_html(index=False, na_rep="", escape=True)
@@ -619,7 +657,10 @@ def report(run_dirs=None, out=None, root="_runs") -> str:
         try: study = _study_of(d)
         except (ValueError, OSError): study = d.name
         rows.append({"study": study, "run": d.name, **{k: run_status(d)[k] for k in ("state", "started", "error")}})
-    md, page = _report_text(df, pd.DataFrame(rows, columns=["study", "run", "state", "started", "error"]), skipped)
+    ok = [d for d in done if str(d) not in skipped]
+    runs = pd.DataFrame([{"study": _study_of(d), "run": d.name, "scale": run_scale(d)} for d in ok], columns=["study", "run", "scale"])
+    md, page = _report_text(df, pd.DataFrame(rows, columns=["study", "run", "state", "started", "error"]), skipped,
+                            runs, collect_claims(ok))
     out = Path(out) if out else Path(root)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "report.md") as f: f.write(md)

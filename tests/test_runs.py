@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from astro_nb import runs
-from astro_nb.core import load_json
+from astro_nb.core import load_json, save_json
 from astro_nb.runs import ChapterError, chapter_params, find_chapters, load_profile, main, plan_runs
 from conftest import FIXTURES, ROOT
 
@@ -184,3 +184,23 @@ def test_chapter_defaults_and_paper_profile_pass_their_checks(monkeypatch):
         declared = chapter_params(nb)
         runs._check_defaults(study, declared, {})
         runs.resolve_params(study, declared, {k: v for k, v in paper.get(study, {}).items() if k in declared})
+
+
+def test_run_scale_and_report_mark_quick_runs(tmp_path):
+    "A run is labelled by the profile whose values it holds; the report says quick runs are smoke tests."
+    chapter = ROOT / "nbs" / "30_sed.ipynb"
+    defaults = {k: p.default for k, p in runs.chapter_params(chapter).items() if p.literal}
+    cases = {"quick": defaults, "reproduce": {**defaults, **runs.load_profile("reproduce")["sed"]},
+             "custom": {**defaults, "n_train": 12345}}
+    for name, params in cases.items():
+        d = tmp_path / name; d.mkdir()
+        save_json({"study": "sed", "chapter": str(chapter), "parameters": params}, d / "params.json")
+        save_json({"state": "completed"}, d / "status.json")
+        save_json({"chapter_seconds": 1.0, "claims": [{"claim": "c", "measured": 1.0, "uncertainty": "", "paper": 1.0,
+                                                       "verdict": "reproduced"}]}, d / "metrics.json")
+        assert runs.run_scale(d) == name
+    assert runs.run_scale(tmp_path / "missing") == "unknown"
+    md = runs.report([tmp_path / "quick"], out=tmp_path)
+    assert "smoke tests" in md and "| sed | quick | quick |" in md and "| sed | quick | c | 1 |" in md
+    assert "| claims |" not in md                      # claims get their own table, not a raw list among the metrics
+    assert "smoke tests" not in runs.report([tmp_path / "reproduce"], out=tmp_path)
