@@ -15,8 +15,8 @@ from ..banks import build_bank
 from . import sim
 
 # %% auto #0
-__all__ = ['ESTIMATOR_OPTIONS', 'features', 'simulation_bank', 'train_estimator', 'training_summary', 'GaussianLikelihood',
-           'InPriorSamples', 'sample_in_prior']
+__all__ = ['ESTIMATOR_OPTIONS', 'TRAINING_OPTIONS', 'features', 'simulation_bank', 'train_estimator', 'training_summary',
+           'GaussianLikelihood', 'InPriorSamples', 'sample_in_prior']
 
 # %% ../../nbs/43_clusters_model.ipynb #0cb052c3
 def features(x) -> np.ndarray:
@@ -36,6 +36,7 @@ def simulation_bank(simulator, n: int, path, variant: str = "2p", covariance=Non
 
 # %% ../../nbs/43_clusters_model.ipynb #36dc4427
 ESTIMATOR_OPTIONS = {"mdn": dict(num_components=5)}   # train_npe arguments per estimator beyond the defaults
+TRAINING_OPTIONS = dict(training_batch_size=50, stop_after_epochs=50)   # for every estimator (see above)
 
 def train_estimator(theta, x, prior: inf.NamedPrior, estimator: str = "mdn", max_epochs: int = 60, device="cpu",
                     seed: int = 0, checkpoint=None) -> inf.NPEPosterior:
@@ -43,7 +44,7 @@ def train_estimator(theta, x, prior: inf.NamedPrior, estimator: str = "mdn", max
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Maximum number of epochs")   # training_summary says it instead
         return inf.train_npe(theta, x, prior, estimator=estimator, max_num_epochs=max_epochs, device=device, seed=seed,
-                             show_progress=False, checkpoint=checkpoint, **ESTIMATOR_OPTIONS.get(estimator, {}))
+                             show_progress=False, checkpoint=checkpoint, **TRAINING_OPTIONS, **ESTIMATOR_OPTIONS.get(estimator, {}))
 
 def training_summary(posterior: inf.NPEPosterior) -> str:
     "One sentence: epochs, seconds, and whether the validation loss had stopped improving."
