@@ -7,8 +7,8 @@ The same question `bench_clusters_training.py` answers for study 4, where sbi's 
 network under-fitted and too wide. Each configuration is trained on the training bank of a sed run folder (`--run`:
 its `banks/train` and `banks/test`, at the run's snr) and judged on the first `--spectra` test spectra against emcee
 reference posteriors of the exact likelihood (differential evolution + snooker, 2000 + 10000 steps, converged on
-these spectra in the reproduce run): the median C2ST and the median width ratio per parameter, with the epochs and
-seconds of training. The first configuration is the chapter's (`sed.model.train_estimators`: batches of 256,
+these spectra in the reproduce run), through `inference.compare_posteriors`: the median C2ST beside its noise floor
+and the median width ratio per parameter, with the epochs and seconds of training. The first configuration is the chapter's (`sed.model.train_estimators`: batches of 256,
 early stopping after 20 epochs), measured in the same run as the others.
 """
 import argparse
@@ -64,12 +64,12 @@ def main(argv=None):
                               device="cpu", seed=0, show_progress=False)
         seconds = time.perf_counter() - t0
         s = model.sample_npe(p, x_obs, 1000, snr=snr, seed=0).samples
-        c2 = [inf.c2st_score(s[k], r.samples, seed=0) for k, r in enumerate(refs)]
-        width = np.median([s[k].std(0) / r.samples.std(0) for k, r in enumerate(refs)], 0)
+        cmp = inf.compare_posteriors(s, [r.samples for r in refs], names=PRIOR.names).summary
         base = base or seconds
         print(f"{name:18s} {len(p.history):4d} epochs {seconds:6.0f} s ({seconds / base:4.1f}x the first)  "
-              f"best val loss {p.history['val_loss'].min():.3f}  C2ST {np.median(c2):.3f}  "
-              f"width ratio {dict(zip(PRIOR.names, np.round(width, 2)))}", flush=True)
+              f"best val loss {p.history['val_loss'].min():.3f}  C2ST {cmp['c2st_median']:.3f} "
+              f"(floor {cmp['c2st_noise_floor']:.3f})  width ratio "
+              f"{ {n: round(cmp[f'width_ratio_median_{n}'], 2) for n in PRIOR.names} }", flush=True)
 
 
 if __name__ == "__main__":
