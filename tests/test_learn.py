@@ -111,34 +111,10 @@ def test_classification_metrics_values_and_errors():
     assert perfect["roc_auc"] == 1.0 and perfect["brier"] == 0.0 and perfect["ece"] == 0.0
 
 
-def test_bootstrap_ci_covers_and_groups():
-    rng = np.random.default_rng(0)
-    x = rng.normal(1.0, 1.0, 400)
-    ci = learn.bootstrap_ci(np.mean, x, n_boot=400)
-    assert ci["low"] < 1.0 < ci["high"] and ci["std"] == pytest.approx(1 / 20, rel=0.25)
-    with pytest.raises(ValueError, match="non-empty"):
-        learn.bootstrap_ci(np.mean, np.ones(0))
-    with pytest.raises(ValueError, match="level"):
-        learn.bootstrap_ci(np.mean, x, level=1.5)
-
-
 def test_history_keeps_per_epoch_seconds():
     x, y = _data()
     h = learn.fit_torch(_net(), ce, (x, y), max_epochs=2, device="cpu", show_progress=False)
     assert len(h["seconds"]) == 2 and h["train_seconds"] >= sum(h["seconds"])
-
-
-def test_bootstrap_groups_resampled_whole():
-    "Each resample holds every drawn group with all its rows (counts are multiples of the group sizes)."
-    groups = np.array([0, 0, 0, 1, 2, 2])
-    seen = []
-    def stat(g):
-        c = np.bincount(g, minlength=3); seen.append(c)
-        return float(len(g))
-    learn.bootstrap_ci(stat, groups, groups=groups, n_boot=300)
-    c = np.array(seen[:-1])
-    assert np.all(c[:, 0] % 3 == 0) and np.all(c[:, 2] % 2 == 0) and np.all(c @ [1, 1, 1] >= 3)
-    assert len({tuple(x) for x in c}) > 3                      # it does resample
 
 
 def test_history_without_validation_has_no_val_loss():

@@ -284,7 +284,7 @@ def test_accuracy_interval_over_systems():
     ci = ev.accuracy_interval(y, pred, system, n_boot=500, seed=1)
     assert np.isclose(ci["value"], 0.75) and ci["low"] < 0.75 < ci["high"]
     # images resampled one by one would give a narrower (wrong) interval for the same data
-    from astro_nb.learn import bootstrap_ci
+    from astro_nb.claims import bootstrap_ci
     naive = bootstrap_ci(lambda a, b: float(np.mean(a == b)), y, pred, n_boot=500, seed=1)
     assert naive["high"] - naive["low"] < ci["high"] - ci["low"]
 

@@ -12,7 +12,8 @@ import pandas as pd
 
 from . import data, model
 from .sim import CLASSES, LC_BANDS
-from ..learn import bootstrap_ci, classification_metrics
+from ..claims import bootstrap_ci
+from ..learn import classification_metrics
 
 # %% auto #0
 __all__ = ['PAPER_ACCURACY', 'PAPER_DEC_ACCURACY', 'PAPER_NO_VARIABILITY', 'PAPER_CLASSIC_QSO', 'fit_and_score', 'make_estimator',

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import inference as inf
 from ..chapter import claim
-from ..learn import bootstrap_ci
+from ..claims import bootstrap_ci
 from . import data, model, sim
 
 # %% auto #0

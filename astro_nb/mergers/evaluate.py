@@ -9,7 +9,8 @@ import warnings
 
 import numpy as np
 
-from ..learn import bootstrap_ci, classification_metrics, expected_calibration_error
+from ..claims import bootstrap_ci
+from ..learn import classification_metrics, expected_calibration_error
 from .sim import CLASSES, STAGES, rgb_image
 
 
@@ -34,7 +35,7 @@ def reliability_bins(y, p, n_bins: int = 10) -> dict:
     return {"edges": edges, "count": count, "mean_p": mean_p, "frac_pos": frac}
 
 def accuracy_interval(y, pred, groups, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict:
-    "Accuracy with a percentile bootstrap interval resampling whole `groups` (systems): `learn.bootstrap_ci`."
+    "Accuracy with a percentile bootstrap interval resampling whole `groups` (systems): `claims.bootstrap_ci`."
     return bootstrap_ci(lambda a, b: float(np.mean(a == b)), np.asarray(y), np.asarray(pred), groups=groups,
                         n_boot=n_boot, level=level, seed=seed)
 

@@ -157,7 +157,7 @@ def sed_claims(samples, truths, comparison: inf.PosteriorComparison, reference_m
     reference spectra), calibration (coverage max deviation against the p95 of its noise floor), and the amortization
     with our emcee and with bagpipes' own fit (bootstrap over the fits; not measurable without one)."""
     from astro_nb.chapter import claim, verdict
-    from astro_nb.learn import bootstrap_ci
+    from astro_nb.claims import bootstrap_ci
     s, t = np.asarray(samples, dtype=float), np.asarray(truths, dtype=float)
     rows, B = [], dict(n_boot=n_boot, seed=seed)
     p16, p50, p84 = np.percentile(s, [16, 50, 84], axis=1)
