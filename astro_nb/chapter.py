@@ -13,8 +13,8 @@ from pathlib import Path
 from .core import RunContext, get_device, seed_everything
 
 # %% auto #0
-__all__ = ['parameters_cell_names', 'chapter_param_names', 'params_from_namespace', 'set_torch_threads', 'dask_client', 'verdict',
-           'claim', 'direction_claim', 'Chapter', 'start_chapter']
+__all__ = ['parameters_cell_names', 'chapter_param_names', 'params_from_namespace', 'set_torch_threads', 'dask_client', 'Chapter',
+           'start_chapter']
 
 # %% ../nbs/03_chapter.ipynb #f4b60cda
 _SIMPLE = (bool, int, float, str, type(None))
@@ -68,39 +68,9 @@ def dask_client(workers: int):
     return banks.dask_client("local", workers)[0]
 
 # %% ../nbs/03_chapter.ipynb #b4294a56
-def _interval(x):
-    if isinstance(x, (tuple, list)):
-        if len(x) != 2: raise ValueError(f"an interval is (low, high), got {x!r}")
-        return float(min(x)), float(max(x))
-    return float(x), float(x)
-
-def verdict(measured, paper, low=None, high=None, tolerance: float = 0.0, direction_ok: bool | None = None) -> str:
-    """'reproduced' when `paper` (a value or a (low, high) range) overlaps [low, high] widened by `tolerance`
-    (the measured value itself when no interval is given); else 'direction only' when `direction_ok`; else 'not reproduced'."""
-    if measured is None or paper is None: raise ValueError("verdict needs a measured and a published value")
-    lo, hi = float(measured if low is None else low), float(measured if high is None else high)
-    if lo > hi: raise ValueError(f"measured interval low {lo} > high {hi}")
-    plo, phi = _interval(paper)
-    if plo <= hi + tolerance and phi >= lo - tolerance: return "reproduced"
-    return "direction only" if direction_ok else "not reproduced"
-
-def claim(text: str, measured, paper, low=None, high=None, tolerance: float = 0.0, direction_ok=None,
-          uncertainty: str | None = None) -> dict:
-    "One row of a claims table: the claim, measured value, its uncertainty as text, the published value and the verdict."
-    if uncertainty is None and low is not None: uncertainty = f"[{low:.3g}, {high:.3g}]"
-    return {"claim": text, "measured": float(measured), "uncertainty": uncertainty or "",
-            "paper": list(paper) if isinstance(paper, (tuple, list)) else paper,
-            "verdict": verdict(measured, paper, low, high, tolerance, direction_ok)}
-
-def direction_claim(text: str, value, low, high, paper: str) -> dict:
-    """A qualitative claim ("late-stage mergers are harder") measured as a difference that the paper says is positive:
-    'reproduced' when its whole interval [low, high] is above 0, 'direction only' when the value is, else 'not reproduced'."""
-    if value != value:                         # NaN: the test set has no objects to measure it on
-        return {"claim": text, "measured": float("nan"), "uncertainty": "not measurable on this test set",
-                "paper": paper, "verdict": "not reproduced"}
-    if not low <= value <= high: raise ValueError(f"value {value} outside its interval [{low}, {high}]")
-    v = "reproduced" if low > 0 else "direction only" if value > 0 else "not reproduced"
-    return {"claim": text, "measured": float(value), "uncertainty": f"[{low:.3g}, {high:.3g}]", "paper": paper, "verdict": v}
+def _claims_rows(rows) -> list:
+    from astro_nb import claims as _claims
+    return _claims.check_rows(rows)
 
 # %% ../nbs/03_chapter.ipynb #64594b3c
 class Chapter:
@@ -152,14 +122,16 @@ class Chapter:
         try: yield
         finally: self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - t0
 
-    def claims(self, rows: list):
-        "Log the chapter's claims table (`claim(...)` rows) as `claims` and return it as a DataFrame."
-        import pandas as pd
-        keys = ["claim", "measured", "uncertainty", "paper", "verdict"]
-        bad = [r for r in rows if set(r) != set(keys)]
-        if bad: raise ValueError(f"each claim needs exactly the keys {keys}; got {sorted(bad[0])}")
+    def claims(self, rows: list, title: str | None = None):
+        """Check the chapter's claim rows (`claims.claim_row`), log them as `claims`, draw the claims figure
+        (figures/claims.png) and return the table a reader sees (`claims.claims_frame`)."""
+        from astro_nb import claims as _claims
+        rows = _claims_rows(rows)
         self.log("claims", list(rows))
-        return pd.DataFrame(rows, columns=keys)
+        if rows:
+            counts = _claims.counts_text(rows)
+            self.show(_claims.plot_claims(rows, title=title or f"{self.study}: {counts}"), "claims")
+        return _claims.claims_frame(rows)
 
     def close(self):
         "Close the Dask client and its cluster, if one was made."

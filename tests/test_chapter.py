@@ -47,24 +47,21 @@ def test_missing_parameter_named():
         chapter.params_from_namespace({"seed": 0}, ["seed", "n_train"])
 
 
-def test_verdict_rule():
-    assert chapter.verdict(0.74, 0.73, 0.70, 0.78) == "reproduced"
-    assert chapter.verdict(0.60, 0.73, 0.55, 0.65) == "not reproduced"
-    assert chapter.verdict(0.60, 0.73, 0.55, 0.65, direction_ok=True) == "direction only"
-    assert chapter.verdict(0.60, 0.73, 0.55, 0.65, tolerance=0.1) == "reproduced"
-    assert chapter.verdict(1.0e5, (0.9e5, 1.2e5)) == "reproduced"
-    with pytest.raises(ValueError, match="published"):
-        chapter.verdict(0.5, None)
-
-
-def test_claims_logged(tmp_path):
+def test_claims_logged_checked_and_drawn(tmp_path):
+    from astro_nb.claims import claim_row
     ch = chapter.start_chapter("demo", params=dict(seed=0, device="cpu"), out_dir=tmp_path)
-    df = ch.claims([chapter.claim("accuracy about 0.73", 0.74, 0.73, 0.70, 0.78)])
-    assert list(df.columns) == ["claim", "measured", "uncertainty", "paper", "verdict"]
+    row = claim_row("accuracy about 0.73", 0.74, 0.70, 0.78, accept=[0.68, 0.78], paper=0.73, rule="r",
+                    unit="test systems", n=90)
+    df = ch.claims([row])
+    assert list(df.columns) == ["claim", "measured", "interval", "accept", "paper", "verdict"]
     logged = json.loads((tmp_path / "metrics.json").read_text())["claims"]
-    assert logged[0]["verdict"] == "reproduced" and logged[0]["uncertainty"] == "[0.7, 0.78]"
+    assert logged == [row] and logged[0]["verdict"] == "reproduced"
+    assert (tmp_path / "figures" / "claims.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="exactly the keys"):
         ch.claims([{"claim": "x"}])
+    with pytest.raises(ValueError, match="give 'reproduced'"):
+        ch.claims([{**row, "verdict": "not reproduced"}])
+    assert json.loads((tmp_path / "metrics.json").read_text())["claims"] == [row]     # a refused table loses nothing
 
 
 def test_parameters_cell_names_without_papermill(tmp_path):
