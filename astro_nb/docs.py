@@ -26,7 +26,8 @@ _log = logging.getLogger("astro_nb.docs")
 __all__ = ['SECTIONS', 'tiny_png', 'sample_run', 'read_notebook', 'notebook_title', 'is_chapter', 'run_state', 'pick_run', 'Page',
            'package_dir', 'package_modules', 'site_pages', 'prepare_notebook', 'stderr_outputs', 'exporter',
            'notebook_html', 'data_uri', 'kv_table', 'run_header', 'figure_gallery', 'chapter_html', 'published_claims',
-           'claims_html', 'index_html', 'module_api', 'api_html', 'layout', 'stylesheet', 'build_site', 'check_site']
+           'claims_figures_html', 'claims_html', 'index_html', 'module_api', 'api_html', 'layout', 'stylesheet',
+           'build_site', 'check_site']
 
 # %% ../nbs/08_docs.ipynb #05e0e307
 def tiny_png(width: int = 8, height: int = 6, rgb=(40, 90, 200)) -> bytes:
@@ -324,27 +325,48 @@ def chapter_html(page, exp, targets: dict, root=None) -> tuple:
     return run_header(page.run, root, page.note or "Executed run") + body + figure_gallery(page.run, nb), errs, ids
 
 # %% ../nbs/08_docs.ipynb #7d59bb85
-_CLAIM_COLS = ("claim", "measured", "uncertainty", "paper", "verdict")
+_CLAIM_COLS = ("claim", "measured", "interval", "accept", "paper", "verdict")
 
 def published_claims(results) -> list:
-    "Every claim of the published reproduce records under `results` (`STUDY/metrics.json` with a `claims` list), with its study."
+    """Every claim of the published reproduce records under `results` (`STUDY/metrics.json` with a `claims` list), with
+    its study, as `claims.claims_frame` shows them (records from before the claims protocol as they were)."""
+    from astro_nb.claims import claims_frame
     rows = []
     for m in sorted(Path(results).glob("*/metrics.json")):
         claims = _load(m).get("claims")
         if isinstance(claims, list):
-            rows += [{"study": m.parent.name, **{k: c.get(k) for k in _CLAIM_COLS}} for c in claims if isinstance(c, dict)]
+            rows += claims_frame([c for c in claims if isinstance(c, dict)], study=m.parent.name).to_dict("records")
     return rows
 
-def claims_html(claims: list, chapters: dict | None = None) -> str:
-    "The claims table (study linked to its chapter page when `chapters` maps it), or a sentence saying none are published."
+def claims_figures_html(results, chapters: dict | None = None) -> str:
+    "The published studies' claims figures (`STUDY/figures/claims.png`) side by side, each linked to its chapter page."
+    figs = sorted(Path(results).glob("*/figures/claims.png"))
+    if not figs: return ""
+    chapters = chapters or {}
+    def one(f):
+        s = f.parent.parent.name; img = f'<img src="{data_uri(f)}" alt="{html.escape(s)} claims" style="width:100%">'
+        link = f'<a href="{chapters[s]}">{img}</a>' if s in chapters else img
+        return f'<figure class="claims-figure">{link}<figcaption>{html.escape(s)}</figcaption></figure>'
+    return '<div class="claims-figures" style="display:grid;grid-template-columns:1fr 1fr;gap:8px">' + "".join(map(one, figs)) + "</div>"
+
+def claims_html(claims: list, chapters: dict | None = None, results=None) -> str:
+    """The verdict counts per study, the claims figures (when `results` holds them) and the claims table (study linked to
+    its chapter page when `chapters` maps it), or a sentence saying none are published."""
+    from astro_nb.claims import verdict_counts
     head = '<h2 id="published-claims">Published reproduce runs</h2>'
     if not claims: return head + "<p>No reproduce run is published yet (<code>results/reproduce/</code> holds none).</p>"
     chapters = chapters or {}
     def study(s): return f'<a href="{chapters[s]}">{html.escape(s)}</a>' if s in chapters else html.escape(s)
+    by = {}
+    for c in claims: by.setdefault(c["study"], []).append(c)
+    counts = "".join(f"<li>{study(s)}: " + html.escape(", ".join(f"{n} {v}" for v, n in verdict_counts(rs).items() if n))
+                     + "</li>" for s, rs in by.items())
     rows = "".join(f'<tr><td>{study(c["study"])}</td>' + "".join(
-        f"<td>{html.escape('' if c[k] is None else _cell(c[k]))}</td>" for k in _CLAIM_COLS) + "</tr>" for c in claims)
+        f"<td>{html.escape('' if c.get(k) is None else _cell(c[k]))}</td>" for k in _CLAIM_COLS) + "</tr>" for c in claims)
     cols = "".join(f"<th>{k}</th>" for k in ("study",) + _CLAIM_COLS)
-    return f'{head}<table class="claims"><thead><tr>{cols}</tr></thead><tbody>{rows}</tbody></table>'
+    figs = claims_figures_html(results, chapters) if results is not None else ""
+    return (f'{head}<ul class="verdicts">{counts}</ul>{figs}'
+            f'<table class="claims"><thead><tr>{cols}</tr></thead><tbody>{rows}</tbody></table>')
 
 def index_html(page, exp, targets: dict, results, chapters: dict) -> tuple:
     "(HTML, stderr outputs, cell ids) of the index: index.ipynb, then the published claims."
@@ -355,7 +377,7 @@ def index_html(page, exp, targets: dict, results, chapters: dict) -> tuple:
     # (a chapter without a page here keeps the text without the link)
     body = re.sub(r'<a href="results/[^"]*?/(\w+)/\1\.ipynb"[^>]*>(.*?)</a>',
                   lambda m: f'<a href="chapters/{m.group(1)}.html">{m.group(2)}</a>' if m.group(1) in chapters else m.group(2), body)
-    return body + claims_html(published_claims(results), chapters), errs, ids
+    return body + claims_html(published_claims(results), chapters, results), errs, ids
 
 # %% ../nbs/08_docs.ipynb #df9238d4
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)

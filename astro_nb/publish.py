@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,7 +19,7 @@ from .core import atomic_write, load_json, save_json
 
 # %% auto #0
 __all__ = ['INDEX_HEADING', 'chapter_hash', 'git_commit', 'machine', 'publish_run', 'published_records', 'claims_table',
-           'write_claims_report', 'stale_records', 'index_section', 'update_index']
+           'verdict_summary', 'write_claims_report', 'stale_records', 'index_section', 'update_index']
 
 # %% ../nbs/09_publish.ipynb #3e3d7370
 def chapter_hash(nb_path) -> str:
@@ -80,6 +81,14 @@ def _record(run, study: str, chapter, root) -> dict:
             "wall_seconds": metrics.get("chapter_seconds"), **machine(),
             "published": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
+def _check_claims(run):
+    "Refuse a run whose metrics.json claims are not rows of the claims protocol (`claims.check_rows`), before anything is replaced."
+    from astro_nb.claims import check_rows
+    from astro_nb.runs import ChapterError
+    try: check_rows(load_json(run / "metrics.json").get("claims") or [])
+    except (ValueError, TypeError, AttributeError, OSError) as e:
+        raise ChapterError(f"{run}/metrics.json: its claims cannot be published: {e}") from None
+
 def publish_run(run_dir, dest="results/reproduce", root=None, max_mb: float = 10.0) -> Path:
     """Copy the readable part of a completed run folder to `dest/STUDY/` (replacing a previous record) and rewrite
     `dest/report.md`. Refuses a run that did not complete, and a notebook over `max_mb`."""
@@ -88,6 +97,9 @@ def publish_run(run_dir, dest="results/reproduce", root=None, max_mb: float = 10
     state = run_status(run)["state"]
     if state != "completed": raise ChapterError(f"{run} is not a completed run (status: {state}); only completed runs are published")
     params = load_json(run / "params.json"); study = params.get("study")
+    if not isinstance(study, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", study):
+        raise ChapterError(f"{run}/params.json names the study {study!r}: not a study name (lower-case letters, digits, _)")
+    _check_claims(run)
     nb = run / f"{study}.ipynb"
     if not nb.exists(): raise ChapterError(f"{run} has no executed notebook {nb.name}")
     if nb.stat().st_size > max_mb * 2**20:
@@ -101,14 +113,16 @@ def publish_run(run_dir, dest="results/reproduce", root=None, max_mb: float = 10
     params["parameters"] = {k: v for k, v in params.get("parameters", {}).items() if k != "out_dir"}
     params["chapter"] = str(chapter)
     save_json(params, tmp / "params.json")
-    if (run / "figures").is_dir(): shutil.copytree(run / "figures", tmp / "figures")
+    if (run / "figures").is_dir():                 # plain files only: a symlinked figure is not copied by its target
+        shutil.copytree(run / "figures", tmp / "figures", symlinks=True,
+                        ignore=lambda d, names: [n for n in names if (Path(d) / n).is_symlink()])
     save_json(_record(run, study, chapter, root), tmp / "record.json")
     (tmp / ".notest").write_text("")
     _clean_notebook(tmp / nb.name)
     if target.exists(): shutil.rmtree(target)
     os.replace(tmp, target)
     write_claims_report(dest)
-    update_index(root, Path(dest).resolve())
+    if Path(dest).resolve().is_relative_to(root.resolve()): update_index(root, Path(dest).resolve())   # never another tree's README
     return target
 
 # %% ../nbs/09_publish.ipynb #f4a5d47e
@@ -116,13 +130,25 @@ def published_records(dest="results/reproduce") -> dict:
     "{study: record folder} of the records under `dest`."
     return {p.parent.name: p.parent for p in sorted(Path(dest).glob("*/record.json"))}
 
+def _record_claims(dest) -> dict:
+    "{study: its claim rows} of the records under `dest`."
+    return {study: load_json(folder / "metrics.json").get("claims") or [] for study, folder in published_records(dest).items()}
+
 def claims_table(dest="results/reproduce"):
-    "One row per claim of every published record: study, claim, measured, uncertainty, paper, verdict."
+    "One row per claim of every published record, as `claims.claims_frame` shows them (study first)."
     import pandas as pd
-    rows = []
-    for study, folder in published_records(dest).items():
-        for c in load_json(folder / "metrics.json").get("claims", []): rows.append({"study": study, **c})
-    return pd.DataFrame(rows, columns=["study", "claim", "measured", "uncertainty", "paper", "verdict"])
+    from astro_nb.claims import claims_frame
+    frames = [claims_frame(rows, study=s) for s, rows in _record_claims(dest).items() if rows]
+    cols = ["study", "claim", "measured", "interval", "accept", "paper", "verdict"]
+    return pd.concat(frames)[cols].reset_index(drop=True) if frames else pd.DataFrame(columns=cols)
+
+def verdict_summary(dest="results/reproduce"):
+    "One row per published study: the count of each verdict."
+    import pandas as pd
+    from astro_nb.claims import VERDICTS, verdict_counts
+    rows = [{"study": s, **verdict_counts(c)} for s, c in _record_claims(dest).items()]
+    df = pd.DataFrame(rows).fillna(0) if rows else pd.DataFrame(columns=["study", *VERDICTS])
+    return df.astype({c: int for c in df.columns if c != "study"})
 
 def write_claims_report(dest="results/reproduce") -> Path:
     "Write `dest/report.md`: the claims table of all records, each study linked to its executed chapter."
@@ -136,8 +162,11 @@ def write_claims_report(dest="results/reproduce") -> Path:
         wall = f"{r['wall_seconds'] / 60:.0f} min" if r.get("wall_seconds") else "?"
         lines.append(f"- [{study}]({study}/{study}.ipynb): {wall} on {r.get('gpu') or r.get('cpu')} "
                      f"({r.get('cores')} cores), commit {str(r.get('commit'))[:12]}")
-    df = claims_table(dest)
-    lines += ["", markdown_table(df) if len(df) else "(no claims published yet)", ""]
+    df, counts = claims_table(dest), verdict_summary(dest)
+    if len(counts): lines += ["", "## Verdicts", "", markdown_table(counts)]
+    figs = [f"![{s} claims]({s}/figures/claims.png)" for s, f in recs.items() if (f / "figures" / "claims.png").is_file()]
+    if figs: lines += ["", "## Claims figures", "", " ".join(figs)]
+    lines += ["", "## Claims", "", markdown_table(df) if len(df) else "(no claims published yet)", ""]
     with atomic_write(dest / "report.md") as f: f.write("\n".join(lines))
     return dest / "report.md"
 
@@ -155,6 +184,12 @@ def stale_records(dest="results/reproduce", root=None) -> list:
 # %% ../nbs/09_publish.ipynb #2fa9f73b
 INDEX_HEADING = "## Published results"
 
+def _legacy_note(dest) -> str:
+    "A sentence naming the records made before the claims protocol (rows without an acceptance region), or ''."
+    old = [s for s, rows in _record_claims(dest).items() if any("accept" not in r for r in rows)]
+    return (f" The records of {', '.join(old)} were made before the claims protocol: their verdicts follow the earlier "
+            f"overlap rule (with 'direction only') and stand until they are republished." if old else "")
+
 def index_section(dest="results/reproduce", root=None) -> str:
     "The markdown of the index's published-results section for the records under `dest`."
     from astro_nb.runs import markdown_table
@@ -162,9 +197,11 @@ def index_section(dest="results/reproduce", root=None) -> str:
     rel = dest.relative_to(root) if root is not None and dest.is_absolute() and dest.is_relative_to(root) else dest
     if not recs: return f"{INDEX_HEADING}\n\nNo `{rel.name}` run is published yet (`astro-nb publish RUN`)."
     links = ", ".join(f"[{s}]({rel.as_posix()}/{s}/{s}.ipynb)" for s in recs)
-    df = claims_table(dest)
+    df, counts = claims_table(dest), verdict_summary(dest)
     return (f"{INDEX_HEADING}\n\nThe claims of the published `{rel.name}` runs, measured on the simulators and checked by "
-            f"the rule each chapter states (executed chapters: {links}; all numbers: `{rel.as_posix()}/report.md`).\n\n"
+            f"the claims protocol (`astro_nb.claims`: reproduced iff the interval lies inside the acceptance region, not "
+            f"reproduced iff wholly outside, else inconclusive; executed chapters: {links}; all numbers: "
+            f"`{rel.as_posix()}/report.md`)." + _legacy_note(dest) + "\n\n" + (markdown_table(counts) + "\n\n" if len(counts) else "")
             + (markdown_table(df) if len(df) else "(no claims)"))
 
 def update_index(root, dest="results/reproduce") -> bool:

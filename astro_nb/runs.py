@@ -27,8 +27,9 @@ from .core import atomic_write, flatten, load_json, param_differences, save_json
 __all__ = ['ChapterError', 'project_root', 'nbs_dir', 'checkout_mismatch', 'scan_chapters', 'find_chapters', 'available_memory',
            'Param', 'chapter_params', 'coerce', 'check_params', 'profiles_dir', 'available_profiles', 'load_profile',
            'is_path_param', 'resolve_params', 'ChapterFailed', 'new_run_dir', 'plan_runs', 'run_status', 'run_source',
-           'run_record', 'check_run_dir', 'run_chapter', 'collect_claims', 'run_scale', 'collect_metrics',
-           'markdown_table', 'latest_runs', 'unfinished_runs', 'report', 'readme_text', 'build_docs', 'main']
+           'run_record', 'check_run_dir', 'run_chapter', 'collect_claims', 'verdict_table', 'run_scale',
+           'collect_metrics', 'markdown_table', 'latest_runs', 'unfinished_runs', 'report', 'readme_text', 'build_docs',
+           'main']
 
 # %% ../nbs/01_runs.ipynb #58519d3c
 def _pkg_dir() -> Path:
@@ -537,15 +538,27 @@ def _metric_rows(d: Path) -> list:
     return [{"study": study, "run": d.name, "metric": k, "measured": v, "paper": papers.get(k, {}).get("value"),
              "source": papers.get(k, {}).get("source") or ""} for k, v in flatten(metrics).items() if k != "claims"]
 
+def _run_claims(d: Path) -> list:
+    try: claims = load_json(d / "metrics.json").get("claims") or []
+    except (ValueError, OSError, AttributeError): return []          # collect_metrics names the unreadable ones
+    return [c for c in claims if isinstance(c, dict)] if isinstance(claims, list) else []
+
 def collect_claims(run_dirs):
-    "One row per claim (`Chapter.claims`) of each readable run folder: study, run, claim, measured, uncertainty, paper, verdict."
+    """One row per claim (`Chapter.claims`) of each readable run folder, as `claims.claims_frame` shows them:
+    study, run, claim, measured, interval, accept, paper, verdict."""
     import pandas as pd
-    rows = []
-    for d in map(Path, run_dirs):
-        try: claims = load_json(d / "metrics.json").get("claims") or []
-        except (ValueError, OSError, AttributeError): continue      # collect_metrics names the unreadable ones
-        rows += [{"study": _study_of(d), "run": d.name, **c} for c in claims if isinstance(c, dict)]
-    return pd.DataFrame(rows, columns=["study", "run", "claim", "measured", "uncertainty", "paper", "verdict"])
+    from astro_nb.claims import claims_frame
+    frames = [claims_frame(rows, study=_study_of(d)).assign(run=d.name) for d in map(Path, run_dirs) if (rows := _run_claims(d))]
+    cols = ["study", "run", "claim", "measured", "interval", "accept", "paper", "verdict"]
+    return pd.concat(frames)[cols].reset_index(drop=True) if frames else pd.DataFrame(columns=cols)
+
+def verdict_table(run_dirs):
+    "One row per run with claims: study, run, scale and the count of each verdict (`claims.VERDICTS`)."
+    import pandas as pd
+    from astro_nb.claims import VERDICTS, verdict_counts
+    rows = [{"study": _study_of(d), "run": d.name, "scale": run_scale(d), **verdict_counts(c)}
+            for d in map(Path, run_dirs) if (c := _run_claims(d))]
+    return pd.DataFrame(rows, columns=["study", "run", "scale", *VERDICTS]).fillna(0)
 
 def run_scale(run_dir) -> str:
     """The scale of a run folder: `paper` or `reproduce` when its parameters hold every value that profile sets for its
@@ -612,11 +625,24 @@ def unfinished_runs(root="_runs", skipped: dict | None = None) -> list:
 _QUICK_NOTE = ("Runs at the quick scale are smoke tests of the pipeline: their numbers do not measure the papers' "
                "claims (the reproduce and paper profiles set the scale that does).")
 
-def _report_text(df, bad, skipped: dict, runs=None, claims=None) -> tuple:
-    "The report as markdown and as a self-contained HTML page: runs with their scale, claims, metrics, unfinished runs."
+def _figure_links(figures: dict, out: Path) -> tuple:
+    "Markdown and HTML of the claims figures {study: png}, side by side, linked relative to the report's folder `out`."
+    figures = {s: p for s, p in figures.items() if Path(p).is_file()}
+    if not figures: return "", ""
+    rel = {s: Path(os.path.relpath(Path(p).resolve(), Path(out).resolve())).as_posix() for s, p in figures.items()}
+    md = "## Claims figures\n\n" + " ".join(f"![{s} claims]({r})" for s, r in rel.items()) + "\n\n"
+    page = ("<h2>Claims figures</h2><div style='display:flex;flex-wrap:wrap;gap:8px'>" + "".join(
+        f"<figure style='margin:0;width:48%'><img src='{html.escape(r)}' style='width:100%' alt='{html.escape(s)} claims'>"
+        f"<figcaption>{html.escape(s)}</figcaption></figure>" for s, r in rel.items()) + "</div>")
+    return md, page
+
+def _report_text(df, bad, skipped: dict, runs=None, claims=None, verdicts=None, figures=("", "")) -> tuple:
+    """The report as markdown and as a self-contained HTML page: runs with their scale, verdict counts, claims
+    figures, claims, metrics, unfinished runs."""
     import pandas as pd
     runs = pd.DataFrame(columns=["study", "run", "scale"]) if runs is None else runs
     claims = pd.DataFrame() if claims is None else claims
+    verdicts = pd.DataFrame() if verdicts is None else verdicts
     intro = ("Measured values come from the runs listed (on the embedded simulators unless the study says otherwise); "
              "paper values are the published ones, for comparison.")
     if (runs["scale"] == "quick").any(): intro += " " + _QUICK_NOTE
@@ -625,6 +651,9 @@ def _report_text(df, bad, skipped: dict, runs=None, claims=None) -> tuple:
     page = f"<!doctype html><meta charset='utf-8'><title>astro_nb report</title><h1>astro_nb report</h1><p>{html.escape(intro)}</p>"
     if len(runs):
         md += "## Runs\n\n" + markdown_table(runs) + "\n\n"; page += "<h2>Runs</h2>" + runs.to_html(**fmt)
+    if len(verdicts):
+        md += "## Verdicts\n\n" + markdown_table(verdicts) + "\n\n"; page += "<h2>Verdicts</h2>" + verdicts.to_html(**fmt)
+    md += figures[0]; page += figures[1]
     if len(claims):
         md += "## Claims\n\n" + markdown_table(claims) + "\n\n"; page += "<h2>Claims</h2>" + claims.to_html(**fmt)
     md += ("## Metrics\n\n" if len(runs) or len(claims) else "") + (markdown_table(df) if len(df) else "(no completed runs)") + "\n"
@@ -659,9 +688,10 @@ def report(run_dirs=None, out=None, root="_runs") -> str:
         rows.append({"study": study, "run": d.name, **{k: run_status(d)[k] for k in ("state", "started", "error")}})
     ok = [d for d in done if str(d) not in skipped]
     runs = pd.DataFrame([{"study": _study_of(d), "run": d.name, "scale": run_scale(d)} for d in ok], columns=["study", "run", "scale"])
-    md, page = _report_text(df, pd.DataFrame(rows, columns=["study", "run", "state", "started", "error"]), skipped,
-                            runs, collect_claims(ok))
     out = Path(out) if out else Path(root)
+    figures = _figure_links({_study_of(d): d / "figures" / "claims.png" for d in ok}, out)
+    md, page = _report_text(df, pd.DataFrame(rows, columns=["study", "run", "state", "started", "error"]), skipped,
+                            runs, collect_claims(ok), verdict_table(ok), figures)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "report.md") as f: f.write(md)
     with atomic_write(out / "report.html") as f: f.write(page)

@@ -118,9 +118,11 @@ def test_index_has_commands_and_claims_sentence(site):
 def test_index_claims_table(tmp_path):
     rec = tmp_path / "results" / "sed"
     rec.mkdir(parents=True)
+    from astro_nb.claims import claim_row
     (rec / "metrics.json").write_text(json.dumps({"claims": [
-        {"claim": "log M* recovered", "measured": 0.0912345, "uncertainty": 0.01, "paper": 0.1, "verdict": "reproduced"},
+        claim_row("log M* recovered", 0.0912345, 0.08, 0.1, accept=[None, 0.12], paper=0.1, rule="r", unit="spectra", n=50),
         {"claim": "SFR bias", "measured": None, "uncertainty": None, "paper": 0.2, "verdict": "not measured"}]}))
+    (rec / "figures").mkdir(); (rec / "figures" / "claims.png").write_bytes(b"\x89PNG fake")
     (tmp_path / "results" / "other").mkdir()
     (tmp_path / "results" / "other" / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))   # no claims: ignored
     docs.build_site(tmp_path / "site", root=ROOT, run_dirs=[], results=tmp_path / "results", notebooks=["30_sed"])
@@ -128,7 +130,9 @@ def test_index_claims_table(tmp_path):
     rows = re.findall(r"<tr>(.*?)</tr>", page[page.index('class="claims"'):])
     assert len(rows) == 3                                       # header and two claims
     assert '<a href="chapters/sed.html">sed</a>' in rows[1] and "<td>0.09123</td>" in rows[1]
-    assert "<td>not measured</td>" in rows[2]
+    assert "<td>not measured</td>" in rows[2] and "<td>[0.08, 0.1] over 50 spectra</td>" in rows[1]
+    assert "<li><a href=\"chapters/sed.html\">sed</a>: 1 reproduced, 1 not measured</li>" in page
+    assert 'alt="sed claims"' in page                            # the claims figures, side by side
     assert docs.check_site(tmp_path / "site") == []
 
 

@@ -5,6 +5,7 @@ import subprocess
 import pytest
 
 from astro_nb import publish
+from astro_nb.claims import claim_row
 from astro_nb.core import load_json, save_json
 from astro_nb.runs import ChapterError, main
 
@@ -25,7 +26,7 @@ def _project(tmp_path, state="completed"):
     (run / "demo.ipynb").write_text(json.dumps(nb))
     save_json({"study": "demo", "chapter": str(chap), "parameters": {"seed": 0, "out_dir": str(run)}}, run / "params.json")
     save_json({"state": state}, run / "status.json")
-    claims = [{"claim": "x ~ 1", "measured": 1.02, "uncertainty": "[0.9, 1.1]", "paper": 1.0, "verdict": "reproduced"}]
+    claims = [claim_row("x ~ 1", 1.02, 0.95, 1.05, accept=[0.9, 1.1], paper=1.0, rule="r", unit="mocks", n=40)]
     save_json({"chapter_seconds": 90.0, "claims": claims}, run / "metrics.json")
     return root, chap, run
 
@@ -100,3 +101,44 @@ def test_record_keeps_the_code_the_run_ran(tmp_path, monkeypatch, capsys):
     assert load_json(rec / "record.json")["chapter_sha256"] != publish.chapter_hash(chap)
     monkeypatch.chdir(root)
     assert main(["report", "--check"]) == 1 and "changed since the record was made" in capsys.readouterr().err
+
+
+def test_publish_refuses_bad_study_names_and_claims_before_replacing(tmp_path):
+    "#21: a crafted study name never deletes or escapes the destination; malformed claims never replace a record."
+    root, chap, run = _project(tmp_path)
+    dest = root / "results" / "reproduce"
+    publish.publish_run(run, dest, root=root)
+    before = sorted(p.relative_to(dest) for p in dest.rglob("*"))
+    params = load_json(run / "params.json")
+    for bad in ("", "../escape", "a/b", None):
+        save_json({**params, "study": bad}, run / "params.json")
+        with pytest.raises(ChapterError, match="not a study name"):
+            publish.publish_run(run, dest, root=root)
+    save_json(params, run / "params.json")
+    m = load_json(run / "metrics.json")
+    for claims in ([{"claim": "x", "measured": 1.0, "uncertainty": "[0.2, 1]", "paper": 1.0, "verdict": "reproduced"}],
+                   [{**m["claims"][0], "verdict": "not reproduced"}], "not a list"):
+        save_json({**m, "claims": claims}, run / "metrics.json")
+        with pytest.raises(ChapterError, match="cannot be published"):
+            publish.publish_run(run, dest, root=root)
+    assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before and not (tmp_path / "escape").exists()
+
+
+def test_publish_skips_symlinked_figures_and_leaves_other_readmes(tmp_path):
+    root, chap, run = _project(tmp_path)
+    secret = tmp_path / "secret.txt"; secret.write_text("token")
+    (run / "figures" / "leak.png").symlink_to(secret)
+    (root / "README.md").write_text("mine")
+    rec = publish.publish_run(run, tmp_path / "elsewhere", root=root)
+    assert (rec / "figures" / "f.png").exists() and not (rec / "figures" / "leak.png").exists()
+    assert (root / "README.md").read_text() == "mine"
+
+
+def test_report_counts_verdicts(tmp_path):
+    root, chap, run = _project(tmp_path)
+    dest = root / "results" / "reproduce"
+    publish.publish_run(run, dest, root=root)
+    assert publish.verdict_summary(dest).to_dict("records") == [
+        {"study": "demo", "reproduced": 1, "inconclusive": 0, "not reproduced": 0}]
+    report = (dest / "report.md").read_text()
+    assert "## Verdicts" in report and "| demo | 1 | 0 | 0 |" in report

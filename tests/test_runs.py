@@ -188,6 +188,7 @@ def test_chapter_defaults_and_paper_profile_pass_their_checks(monkeypatch):
 
 def test_run_scale_and_report_mark_quick_runs(tmp_path):
     "A run is labelled by the profile whose values it holds; the report says quick runs are smoke tests."
+    from astro_nb.claims import claim_row
     chapter = ROOT / "nbs" / "30_sed.ipynb"
     defaults = {k: p.default for k, p in runs.chapter_params(chapter).items() if p.literal}
     cases = {"quick": defaults, "reproduce": {**defaults, **runs.load_profile("reproduce")["sed"]},
@@ -196,11 +197,12 @@ def test_run_scale_and_report_mark_quick_runs(tmp_path):
         d = tmp_path / name; d.mkdir()
         save_json({"study": "sed", "chapter": str(chapter), "parameters": params}, d / "params.json")
         save_json({"state": "completed"}, d / "status.json")
-        save_json({"chapter_seconds": 1.0, "claims": [{"claim": "c", "measured": 1.0, "uncertainty": "", "paper": 1.0,
-                                                       "verdict": "reproduced"}]}, d / "metrics.json")
+        row = claim_row("c", 1.0, 0.2, 1.0, accept=[0.9, 1.0], paper=1.0, rule="r", unit="mocks", n=5)
+        save_json({"chapter_seconds": 1.0, "claims": [row]}, d / "metrics.json")
         assert runs.run_scale(d) == name
     assert runs.run_scale(tmp_path / "missing") == "unknown"
     md = runs.report([tmp_path / "quick"], out=tmp_path)
-    assert "smoke tests" in md and "| sed | quick | quick |" in md and "| sed | quick | c | 1 |" in md
+    assert "smoke tests" in md and "| sed | quick | quick |" in md and "| sed | quick | c | 1 | [0.2, 1] over 5 mocks |" in md
+    assert "| sed | quick | quick | 0 | 1 | 0 |" in md              # verdict counts: reproduced, inconclusive, not reproduced
     assert "| claims |" not in md                      # claims get their own table, not a raw list among the metrics
     assert "smoke tests" not in runs.report([tmp_path / "reproduce"], out=tmp_path)
