@@ -577,7 +577,9 @@ def build_site(out="_docs", root=None, run_dirs=None, results="results/reproduce
     manifest = out / "_site.json"
     stale = set(_load(manifest).get("pages", [])) - set(bodies)
     for rel in stale:
-        if (out / rel).is_file() and not rel.startswith(("/", "..")): (out / rel).unlink()
+        if not isinstance(rel, str): continue
+        f = (out / rel).resolve()                     # a crafted manifest must not reach outside the site folder
+        if f.is_relative_to(out.resolve()) and f != manifest.resolve() and f.is_file(): f.unlink()
     manifest.write_text(json.dumps({"pages": [p.path for p in pages], "stderr": stderr, "skipped": skipped}, indent=1))
     return written + [out / "style.css", manifest]
 

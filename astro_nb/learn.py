@@ -88,7 +88,7 @@ def _resume(ckpt, model, opt, gen, signature) -> dict | None:
     "Load a checkpoint into model, optimizer and generators; None when there is none."
     import torch
     if ckpt is None or not Path(ckpt).exists(): return None
-    try: saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    try: saved = torch.load(ckpt, map_location="cpu", weights_only=True)       # tensors and plain data: never runs code
     except Exception as e: raise CheckpointMismatch(f"checkpoint {ckpt} cannot be read ({type(e).__name__}: {e}); delete it") from None
     _check_signature(saved.get("signature", {}), signature, ckpt)
     model.load_state_dict(saved["model"]); opt.load_state_dict(saved["optimizer"])

@@ -202,3 +202,12 @@ def test_check_site_finds_what_a_reader_would_hit(tmp_path):
                                     "index.html: link leaves the site: ../outside.html",
                                     "index.html: loads https://cdn.example/x.css from the network"]
     assert docs.check_site(tmp_path / "empty") == [f"{tmp_path / 'empty'}: no pages (build the site first)"]
+
+
+def test_crafted_manifest_deletes_nothing_outside_the_site(tmp_path):
+    "#21: stale pages listed in _site.json are removed only inside the site folder."
+    out = tmp_path / "site"; out.mkdir()
+    victim = tmp_path / "victim_file.txt"; victim.write_text("keep me")
+    (out / "_site.json").write_text(json.dumps({"pages": ["chapters/../../victim_file.txt", str(victim), 3]}))
+    docs.build_site(out, root=ROOT, run_dirs=[], results=tmp_path / "none", notebooks=["00_core"])
+    assert victim.read_text() == "keep me"

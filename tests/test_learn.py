@@ -121,3 +121,17 @@ def test_history_without_validation_has_no_val_loss():
     x, y = _data()
     h = learn.fit_torch(_net(), ce, (x, y), max_epochs=1, device="cpu", show_progress=False)
     assert "val_loss" not in h and h["best_epoch"] == 0
+
+
+def test_resume_never_unpickles_code(tmp_path):
+    "#21: a crafted checkpoint in a run folder must not run code when a training resumes from it."
+    import pickle
+    flag = tmp_path / "ran"
+    class Evil:
+        def __reduce__(self): return (open, (str(flag), "w"))
+    ck = tmp_path / "ck.pt"
+    with open(ck, "wb") as f: pickle.dump({"signature": Evil()}, f)
+    x, y = _data()
+    with pytest.raises(learn.CheckpointMismatch, match="cannot be read"):
+        learn.fit_torch(_net(), ce, (x, y), max_epochs=1, device="cpu", show_progress=False, checkpoint=ck)
+    assert not flag.exists()
