@@ -18,8 +18,9 @@ from pathlib import Path
 from .core import atomic_write, load_json, save_json
 
 # %% auto #0
-__all__ = ['INDEX_HEADING', 'chapter_hash', 'git_commit', 'machine', 'publish_run', 'published_records', 'claims_table',
-           'verdict_summary', 'write_claims_report', 'stale_records', 'index_section', 'update_index']
+__all__ = ['INDEX_HEADING', 'chapter_hash', 'git_commit', 'dirty_files', 'study_hash', 'machine', 'relative_paths',
+           'absolute_paths', 'publish_run', 'published_records', 'claims_table', 'verdict_summary',
+           'write_claims_report', 'stale_records', 'mixed_commits', 'index_section', 'update_index']
 
 # %% ../nbs/09_publish.ipynb #3e3d7370
 def chapter_hash(nb_path) -> str:
@@ -39,6 +40,23 @@ def git_commit(root) -> str | None:
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError): return None
+
+def dirty_files(root) -> list:
+    "The tracked files of the checkout at `root` that differ from its commit ([] when clean or outside git)."
+    try: out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError): return []
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+def study_hash(root, study: str) -> str | None:
+    """SHA-256 over the study's notebooks (`nbs/NN_STUDY.ipynb` and `nbs/NN_STUDY_*.ipynb`: the chapter and the package it
+    exports), by `chapter_hash` each; None when there are none."""
+    nbs = Path(root) / "nbs"
+    files = sorted({*nbs.glob(f"[0-9]*_{study}.ipynb"), *nbs.glob(f"[0-9]*_{study}_*.ipynb")})
+    if not files: return None
+    h = hashlib.sha256()
+    for f in files: h.update(f.name.encode() + b"\0" + chapter_hash(f).encode() + b"\0")
+    return h.hexdigest()
 
 def machine() -> dict:
     "The CPU model and core count, and the GPU torch sees (None without one)."
@@ -78,6 +96,7 @@ def _record(run, study: str, chapter, root) -> dict:
     here = Path(root) / chapter
     return {"study": study, "commit": source.get("commit") or git_commit(root), "chapter": str(chapter),
             "chapter_sha256": source.get("chapter_sha256") or (chapter_hash(here) if here.exists() else None),
+            "study_sha256": source.get("study_sha256") or study_hash(root, study),
             "wall_seconds": metrics.get("chapter_seconds"), **machine(),
             "published": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
@@ -88,6 +107,44 @@ def _check_claims(run):
     try: check_rows(load_json(run / "metrics.json").get("claims") or [])
     except (ValueError, TypeError, AttributeError, OSError) as e:
         raise ChapterError(f"{run}/metrics.json: its claims cannot be published: {e}") from None
+
+def _check_clean(run, root):
+    "Refuse a run made from a checkout with uncommitted changes (its status.json `source`), naming the changed files."
+    from astro_nb.runs import ChapterError, run_status
+    source = run_status(run).get("source") or {}
+    if str(source.get("commit") or "").endswith("-dirty"):
+        files = source.get("dirty") or ["(not recorded)"]
+        raise ChapterError(f"{run} was run from a checkout with uncommitted changes ({', '.join(files)}): commit them and "
+                           f"rerun; a record must name the code that made it")
+
+def _path_map(run, root) -> list:
+    "(absolute path, what a reader sees instead), longest first: the run folder, the checkout, the home folder."
+    run, root = Path(run).resolve(), Path(root).resolve()
+    pairs = {str(run): os.path.relpath(run, root) if run.is_relative_to(root) else f"_runs/{run.name}", str(root): "."}
+    home = Path.home().resolve()
+    if str(home) not in ("/", ""): pairs.setdefault(str(home), "~")
+    return sorted(pairs.items(), key=lambda kv: -len(kv[0]))
+
+def relative_paths(folder, run, root) -> list:
+    "Rewrite the run folder's and the checkout's absolute paths in `folder`'s notebooks and JSON files; returns the files changed."
+    changed = []
+    for f in sorted(Path(folder).rglob("*")):
+        if f.suffix not in (".ipynb", ".json", ".md") or not f.is_file(): continue
+        text = new = f.read_text(encoding="utf-8")
+        for old, rel in _path_map(run, root): new = new.replace(old, rel)
+        if new != text:
+            with atomic_write(f) as out: out.write(new)
+            changed.append(f)
+    return changed
+
+def absolute_paths(folder, roots) -> list:
+    "'file: path' for each occurrence of one of `roots` (absolute paths of a machine) in `folder`'s text files."
+    hits = []
+    for f in sorted(Path(folder).rglob("*")):
+        if f.suffix not in (".ipynb", ".json", ".md") or not f.is_file(): continue
+        text = f.read_text(encoding="utf-8")
+        hits += [f"{f.name}: {r}" for r in roots if str(r) in text]
+    return hits
 
 def publish_run(run_dir, dest="results/reproduce", root=None, max_mb: float = 10.0) -> Path:
     """Copy the readable part of a completed run folder to `dest/STUDY/` (replacing a previous record) and rewrite
@@ -100,6 +157,7 @@ def publish_run(run_dir, dest="results/reproduce", root=None, max_mb: float = 10
     if not isinstance(study, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", study):
         raise ChapterError(f"{run}/params.json names the study {study!r}: not a study name (lower-case letters, digits, _)")
     _check_claims(run)
+    _check_clean(run, root)
     nb = run / f"{study}.ipynb"
     if not nb.exists(): raise ChapterError(f"{run} has no executed notebook {nb.name}")
     if nb.stat().st_size > max_mb * 2**20:
@@ -119,6 +177,7 @@ def publish_run(run_dir, dest="results/reproduce", root=None, max_mb: float = 10
     save_json(_record(run, study, chapter, root), tmp / "record.json")
     (tmp / ".notest").write_text("")
     _clean_notebook(tmp / nb.name)
+    relative_paths(tmp, run, root)                # a record names no path of the machine it ran on
     if target.exists(): shutil.rmtree(target)
     os.replace(tmp, target)
     write_claims_report(dest)
@@ -179,7 +238,19 @@ def stale_records(dest="results/reproduce", root=None) -> list:
         if not nb.is_file(): out.append(f"{study}: its chapter {r.get('chapter')} no longer exists")
         elif chapter_hash(nb) != r.get("chapter_sha256"):
             out.append(f"{study}: {r.get('chapter')} changed since the record was made (commit {str(r.get('commit'))[:12]})")
+        elif r.get("study_sha256") and study_hash(root, study) != r["study_sha256"]:
+            out.append(f"{study}: its package notebooks (nbs/*_{study}_*.ipynb) changed since the record was made "
+                       f"(commit {str(r.get('commit'))[:12]})")
+        if str(r.get("commit") or "").endswith("-dirty"):
+            out.append(f"{study}: made from a checkout with uncommitted changes ({r.get('commit')})")
     return out
+
+def mixed_commits(dest="results/reproduce") -> str | None:
+    "A line naming the commits when the records under `dest` do not all come from one commit, else None."
+    commits = {s: str(load_json(f / "record.json").get("commit")) for s, f in published_records(dest).items()}
+    if len(set(commits.values())) <= 1: return None
+    return ("the records do not share one commit: " + ", ".join(f"{s} {c[:12]}" for s, c in commits.items())
+            + " (republish all of them from one clean commit)")
 
 # %% ../nbs/09_publish.ipynb #2fa9f73b
 INDEX_HEADING = "## Published results"

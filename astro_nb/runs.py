@@ -390,10 +390,14 @@ def run_status(run_dir) -> dict:
     return {**blank, **st} if isinstance(st, dict) else blank
 
 def run_source(nb_path) -> dict:
-    "The code a run executes, taken at its start: the checkout's commit (None outside git) and the chapter's source hash."
-    from astro_nb.publish import chapter_hash, git_commit      # publish builds on this module: imported when called
+    """The code a run executes, taken at its start: the checkout's commit (None outside git, '-dirty' with the changed
+    files listed when it has uncommitted changes), the chapter's source hash and its study's notebooks' hash."""
+    from astro_nb.publish import chapter_hash, dirty_files, git_commit, study_hash   # publish builds on this module
     nb_path = Path(nb_path).resolve()
-    return {"commit": git_commit(nb_path.parent), "chapter_sha256": chapter_hash(nb_path)}
+    commit, study = git_commit(nb_path.parent), re.sub(r"^\d+_", "", nb_path.stem)
+    out = {"commit": commit, "chapter_sha256": chapter_hash(nb_path), "study_sha256": study_hash(nb_path.parent.parent, study)}
+    if commit and commit.endswith("-dirty"): out["dirty"] = dirty_files(nb_path.parent)
+    return out
 
 def _set_status(run_dir, state: str, error: str | None = None, source: dict | None = None) -> dict:
     """Write status.json atomically: `running` starts the clock (and records `source`, the code being run), any
@@ -816,10 +820,13 @@ def _cmd_run(a):
     return 0
 
 def _cmd_report_check() -> int:
-    "Name the published records whose chapter changed since they were made; exit 1 when there are any."
-    from astro_nb.publish import stale_records
+    """Name the published records whose chapter or study package changed since they were made, that were made from a
+    dirty checkout, or that do not share one commit with the other records of their folder; exit 1 when there are any."""
+    from astro_nb.publish import mixed_commits, stale_records
     root = project_root() or Path.cwd()
-    stale = [s for d in sorted((root / "results").glob("*")) if d.is_dir() for s in stale_records(d, root)]
+    folders = [d for d in sorted((root / "results").glob("*")) if d.is_dir()]
+    stale = [s for d in folders for s in stale_records(d, root)]
+    stale += [f"{d.name}: {m}" for d in folders if (m := mixed_commits(d))]
     for s in stale: print(f"astro-nb: stale record: {s}", file=sys.stderr)
     if not stale: print("published records match their chapters")
     return 1 if stale else 0

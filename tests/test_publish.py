@@ -142,3 +142,59 @@ def test_report_counts_verdicts(tmp_path):
         {"study": "demo", "reproduced": 1, "inconclusive": 0, "not reproduced": 0}]
     report = (dest / "report.md").read_text()
     assert "## Verdicts" in report and "| demo | 1 | 0 | 0 |" in report
+
+
+def _git(root, *args):
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(root), "PATH": "/usr/bin:/bin"})
+
+
+def test_publish_refuses_a_run_from_a_dirty_tree_naming_the_files(tmp_path):
+    "#23: the code every record ran from is a commit; a run made with uncommitted changes is refused."
+    from astro_nb.runs import run_source
+    root, chap, run = _project(tmp_path)
+    _git(root, "init", "-q"); _git(root, "add", "-A"); _git(root, "commit", "-qm", "c")
+    chap.write_text(chap.read_text().replace("print(1)", "print(3)"))
+    src = run_source(chap)
+    assert src["commit"].endswith("-dirty") and src["dirty"] == ["nbs/10_demo.ipynb"]
+    save_json({"state": "completed", "source": src}, run / "status.json")
+    with pytest.raises(ChapterError, match=r"uncommitted changes \(nbs/10_demo.ipynb\)"):
+        publish.publish_run(run, root / "results" / "reproduce", root=root)
+    assert not (root / "results" / "reproduce" / "demo").exists()
+    _git(root, "commit", "-qam", "d")
+    save_json({"state": "completed", "source": run_source(chap)}, run / "status.json")
+    rec = publish.publish_run(run, root / "results" / "reproduce", root=root)
+    assert not load_json(rec / "record.json")["commit"].endswith("-dirty")
+    assert load_json(rec / "record.json")["study_sha256"] == publish.study_hash(root, "demo")
+
+
+def test_report_check_names_mixed_commits_and_changed_packages(tmp_path, monkeypatch, capsys):
+    root, chap, run = _project(tmp_path)
+    (root / "settings.ini").write_text("[DEFAULT]\n")
+    part = root / "nbs" / "11_demo_sim.ipynb"; part.write_text(chap.read_text())
+    dest = root / "results" / "reproduce"
+    publish.publish_run(run, dest, root=root)
+    other = dest / "other"; other.mkdir()
+    save_json({**load_json(dest / "demo" / "record.json"), "study": "other", "commit": "f" * 40, "study_sha256": None,
+               "chapter": "nbs/10_demo.ipynb"}, other / "record.json")
+    save_json({"claims": []}, other / "metrics.json")
+    assert "do not share one commit" in publish.mixed_commits(dest)
+    monkeypatch.chdir(root)
+    assert main(["report", "--check"]) == 1 and "do not share one commit" in capsys.readouterr().err
+    part.write_text(part.read_text().replace("print(1)", "print(5)"))
+    assert any("package notebooks" in s for s in publish.stale_records(dest, root))
+
+
+def test_record_names_no_path_of_the_machine(tmp_path):
+    "#23: the executed chapter's out_dir and 'run folder' lines become paths relative to the repository."
+    root, chap, run = _project(tmp_path)
+    nb = json.loads((run / "demo.ipynb").read_text())
+    nb["cells"][1]["outputs"][0]["text"] = f"Chapter('demo': run folder {run.resolve()}, device cpu)\n"
+    nb["cells"][0]["source"] = f'seed = 0\nout_dir = "{run.resolve()}"\nroot = "{root.resolve()}/nbs"'
+    (run / "demo.ipynb").write_text(json.dumps(nb))
+    save_json({**load_json(run / "status.json"), "note": str(run.resolve())}, run / "status.json")
+    rec = publish.publish_run(run, root / "results" / "reproduce", root=root)
+    assert publish.absolute_paths(rec, [root.resolve(), tmp_path.resolve()]) == []
+    text = (rec / "demo.ipynb").read_text()
+    assert "run folder _runs/demo-1" in text and 'root = \\"./nbs\\"' in text
