@@ -118,11 +118,17 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 # %% ../nbs/00_core.ipynb #2ae577dd
 def progress(iterable=None, desc: str | None = None, total: int | None = None, disable=None, **kwargs):
-    "A `tqdm.auto` progress bar; silenced when the environment sets ASTRO_NB_PROGRESS=0."
+    """A `tqdm.auto` progress bar; silenced when the environment sets ASTRO_NB_PROGRESS=0, and drawn on the process's
+    own stderr (the terminal of `astro-nb run`, never the executed notebook's outputs) when it sets
+    ASTRO_NB_PROGRESS=terminal, as `astro-nb run` does for the kernels it starts."""
     import importlib.util
+    mode = os.environ.get("ASTRO_NB_PROGRESS", "1")
+    if disable is None: disable = mode == "0"
+    if mode == "terminal":
+        from tqdm.std import tqdm
+        return tqdm(iterable, desc=desc, total=total, disable=disable, file=sys.__stderr__, **kwargs)
     if importlib.util.find_spec("ipywidgets") is None: from tqdm.std import tqdm   # text bar, no warning
     else: from tqdm.auto import tqdm
-    if disable is None: disable = os.environ.get("ASTRO_NB_PROGRESS", "1") == "0"
     return tqdm(iterable, desc=desc, total=total, disable=disable, **kwargs)
 
 # %% ../nbs/00_core.ipynb #f6dd0c4a

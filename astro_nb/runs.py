@@ -29,7 +29,7 @@ __all__ = ['ChapterError', 'project_root', 'nbs_dir', 'checkout_mismatch', 'scan
            'is_path_param', 'resolve_params', 'ChapterFailed', 'new_run_dir', 'plan_runs', 'run_status', 'run_source',
            'run_record', 'check_run_dir', 'run_chapter', 'collect_claims', 'verdict_table', 'run_scale',
            'collect_metrics', 'markdown_table', 'latest_runs', 'unfinished_runs', 'report', 'readme_text', 'build_docs',
-           'main']
+           'run_summary', 'main']
 
 # %% ../nbs/01_runs.ipynb #58519d3c
 def _pkg_dir() -> Path:
@@ -496,6 +496,16 @@ def _record_failure(study: str, run_dir: Path, e: BaseException):
     raise e
 
 # %% ../nbs/01_runs.ipynb #6ee05200
+@contextlib.contextmanager
+def _kernel_progress(show: bool):
+    "The kernel started inside draws its progress bars on the terminal (ASTRO_NB_PROGRESS=terminal), or none at all."
+    old = os.environ.get("ASTRO_NB_PROGRESS")
+    os.environ["ASTRO_NB_PROGRESS"] = "0" if (old == "0" or not show) else "terminal"
+    try: yield
+    finally:
+        if old is None: os.environ.pop("ASTRO_NB_PROGRESS", None)
+        else: os.environ["ASTRO_NB_PROGRESS"] = old
+
 def run_chapter(study: str, nb_path, params: dict, run_dir=None, progress_bar: bool = True,
                 kernel_name: str | None = None, fresh: bool = False) -> Path:
     """Execute one chapter with papermill into `run_dir`; raise ChapterFailed with the failing cell's error.
@@ -514,7 +524,7 @@ def run_chapter(study: str, nb_path, params: dict, run_dir=None, progress_bar: b
     if "out_dir" in record["parameters"]: inject["out_dir"] = record["parameters"]["out_dir"]
     out_nb = (run_dir / f"{study}.ipynb").resolve()
     try:
-        with _atomic_output(out_nb):
+        with _atomic_output(out_nb), _kernel_progress(progress_bar):
             pm.execute_notebook(str(nb_path), str(out_nb), parameters=inject, cwd=str(run_dir), progress_bar=progress_bar,
                                 kernel_name=kernel_name, extra_arguments=_quiet_kernel(nb_path, kernel_name))
     except BaseException as e: _record_failure(study, run_dir, e)
@@ -811,13 +821,34 @@ def _cmd_run(a):
         return 130
     finally: quiet.setLevel(level)
     try:
-        if done: print(report(done, out=Path(a.out) if a.out else None))
+        if done:
+            out = Path(a.out) if a.out else Path("_runs")
+            report(done, out=out)
+            print(run_summary(done, out / "report.md"))
     except ChapterError as e: print(f"astro-nb: no report: {e}", file=sys.stderr)
     if failed:
         print(f"astro-nb: {len(failed)} of {len(plans) + sum(s not in dirs for s in failed)} studies failed: "
               f"{', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+def run_summary(run_dirs, report_path) -> str:
+    "The end of `astro-nb run`: one short block per study (scale, wall time, verdict counts, where the notebook is), then the report's path."
+    from astro_nb.claims import counts_text
+    lines = []
+    for d in map(Path, run_dirs):
+        try: study = _study_of(d)
+        except (ValueError, OSError): study = d.name
+        st = run_status(d)
+        try: m = load_json(d / "metrics.json")
+        except (ValueError, OSError): m = {}
+        secs = m.get("chapter_seconds") if isinstance(m, dict) else None
+        claims = _run_claims(d)
+        lines += [f"{study}: {st['state']}, {run_scale(d)} scale, " + (f"{secs:.0f} s" if isinstance(secs, (int, float)) else "time not logged"),
+                  f"  claims: {counts_text(claims) if claims else 'none logged'}",
+                  f"  notebook: {d / (study + '.ipynb')}"]
+    lines.append(f"full tables: {report_path}")
+    return "\n".join(lines)
 
 def _cmd_report_check() -> int:
     """Name the published records whose chapter or study package changed since they were made, that were made from a

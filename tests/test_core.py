@@ -140,3 +140,20 @@ def test_interactive_folder_follows_parameters(tmp_path, monkeypatch):
     other = RunContext(None, name="demo", params={"n": 2})
     assert other.path != a.path and other.metrics == {}
     assert interactive_dir("demo").name == "demo-interactive"
+
+
+def test_progress_goes_to_the_terminal_not_the_notebook(monkeypatch):
+    "#20: under `astro-nb run` (ASTRO_NB_PROGRESS=terminal) bars go to the process's own stderr, never sys.stderr."
+    import io, sys
+    from astro_nb import core, runs
+    monkeypatch.setenv("ASTRO_NB_PROGRESS", "terminal")
+    captured = io.StringIO(); monkeypatch.setattr(sys, "stderr", captured)        # a kernel's stderr is the notebook's
+    real = io.StringIO(); monkeypatch.setattr(sys, "__stderr__", real)
+    list(core.progress(range(3), desc="bar"))
+    assert captured.getvalue() == "" and "bar" in real.getvalue()
+    monkeypatch.setenv("ASTRO_NB_PROGRESS", "0")
+    assert core.progress(range(3)).disable
+    monkeypatch.delenv("ASTRO_NB_PROGRESS")
+    with runs._kernel_progress(True): assert core.os.environ["ASTRO_NB_PROGRESS"] == "terminal"
+    with runs._kernel_progress(False): assert core.os.environ["ASTRO_NB_PROGRESS"] == "0"
+    assert "ASTRO_NB_PROGRESS" not in core.os.environ

@@ -90,7 +90,11 @@ def test_run_end_to_end(tiny_run):
     nb = nbformat.read(out / "tiny.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     assert "hello" in json.dumps(nb.cells[-1].outputs)
-    assert "| tiny | run | slope |" in table and "| 2 | the line y = 2t + 1 |" in table
+    report_md = (out / "report.md").read_text()
+    assert "| tiny | run | slope |" in report_md and "| 2 | the line y = 2t + 1 |" in report_md
+    assert "| tiny | run | slope |" not in table                 # the terminal gets a short ending, the tables stay in the file
+    tail = table[table.index("== tiny: done"):].splitlines()[1:]
+    assert tail[0].startswith("tiny: completed, ") and tail[-1] == f"full tables: {out / 'report.md'}" and len(tail) <= 5
     assert (out / "report.html").exists()
     assert not list(out.glob(".*.tmp"))                          # no temporary notebook left behind
 
