@@ -231,8 +231,12 @@ def plot_claims(rows, title: str | None = None, width: float = 7.5):
         pnums = [float(v) for v in (pv if isinstance(pv, list) else [pv]) if isinstance(v, (int, float)) and not isinstance(v, bool)]
         pts += pnums
         x0, x1 = (min(pts), max(pts)) if pts else (0.0, 1.0)
-        pad = 0.15 * (x1 - x0) or 0.05 * (abs(x0) or 1.0)
-        x0, x1 = x0 - pad, x1 + pad
+        log = x0 > 0 and x1 / x0 > 100                  # ratios spanning decades (amortization): a log axis
+        if log: x0, x1 = x0 / 2, x1 * 2
+        else:
+            pad = 0.15 * (x1 - x0) or 0.05 * (abs(x0) or 1.0)
+            x0, x1 = x0 - pad, x1 + pad
+        if log: ax.set_xscale("log")
         ax.axvspan(x0 if a is None else a, x1 if b is None else b, color="#9e9e9e", alpha=0.25, lw=0)
         c = COLOURS.get(r.get("verdict"), "k")
         if math.isfinite(lo) and math.isfinite(hi): ax.plot([lo, hi], [0, 0], color=c, lw=3, solid_capstyle="butt")
