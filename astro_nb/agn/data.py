@@ -355,25 +355,25 @@ CLUSTER_FEATURES = ([f"stdColor_{k}" for k in range(5)] + [f"extendedness_{b}" f
                     + ["eta_e_g", "drw_sigma_g", "drw_sigma_r"])
 
 def select_columns(ds: dict, names) -> dict:
-    "The training and blinded matrices of a dataset restricted to the columns `names` (in that order)."
+    "The training and test matrices of a dataset restricted to the columns `names` (in that order)."
     missing = [n for n in names if n not in ds["names"]]
     if missing: raise ValueError(f"columns {missing} are not in the dataset (its groups: {ds['groups']})")
     j = [ds["names"].index(n) for n in names]
-    return {**ds, "X_train": ds["X_train"][:, j], "X_blind": ds["X_blind"][:, j], "names": list(names)}
+    return {**ds, "X_train": ds["X_train"][:, j], "X_test": ds["X_test"][:, j], "names": list(names)}
 
 def _check_splittable(y, report, n_without_epochs):
-    "A one-line error when the usable rows cannot be split, stratified, into training and blinded halves."
+    "A one-line error when the usable rows cannot be split, stratified, into training and test halves."
     counts = {c: int((y == i).sum()) for i, c in enumerate(CLASSES)}
     present = {c: k for c, k in counts.items() if k}
     if len(present) >= 2 and min(present.values()) >= 2 and len(y) >= 10: return
-    raise ValueError(f"too few usable objects to split into training and blinded halves: {counts} per class "
+    raise ValueError(f"too few usable objects to split into training and test halves: {counts} per class "
                      f"({report['n_dropped_nan']} of {report['n_objects']} rows dropped for missing features or labels, "
                      f"{n_without_epochs} of them without epochs in the ForcedSource table); "
                      "need >= 10 rows, >= 2 classes and >= 2 objects of each class present")
 
-def make_dataset(objects: pd.DataFrame, features: pd.DataFrame, groups=PAPER_GROUPS, blind_fraction: float = 0.5,
+def make_dataset(objects: pd.DataFrame, features: pd.DataFrame, groups=PAPER_GROUPS, test_fraction: float = 0.5,
                  seed: int = 0) -> dict:
-    "Join Object rows and features, drop (and count) rows with NaN, split into training and blinded sets."
+    "Join Object rows and features, drop (and count) rows with NaN, split into training and test halves."
     from sklearn.model_selection import train_test_split
     allg = feature_groups()
     unknown = [g for g in groups if g not in allg]
@@ -392,7 +392,7 @@ def make_dataset(objects: pd.DataFrame, features: pd.DataFrame, groups=PAPER_GRO
               "dropped_by_class": {c: int(((label == i) & ~finite).sum()) for i, c in enumerate(CLASSES)}}
     X, y, ids = X[finite], label[finite].astype(int), df.index.to_numpy()[finite]
     _check_splittable(y, report, int((~df.index.isin(features.index)).sum()))
-    tr, bl = train_test_split(np.arange(len(y)), test_size=blind_fraction, random_state=seed, stratify=y)
-    report.update(n_train=len(tr), n_blinded=len(bl))
-    return {"X_train": X[tr], "y_train": y[tr], "id_train": ids[tr], "X_blind": X[bl], "y_blind": y[bl],
-            "id_blind": ids[bl], "names": names, "groups": list(groups), "report": report}
+    tr, bl = train_test_split(np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=y)
+    report.update(n_train=len(tr), n_test=len(bl))
+    return {"X_train": X[tr], "y_train": y[tr], "id_train": ids[tr], "X_test": X[bl], "y_test": y[bl],
+            "id_test": ids[bl], "names": names, "groups": list(groups), "report": report}

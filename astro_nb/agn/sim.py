@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['BANDS', 'LC_BANDS', 'CLASSES', 'LABELS', 'CLASS_MAP', 'STRIPE82_COUNTS', 'LAMBDA_EFF', 'FILTER_EDGES', 'M5_EPOCH',
-           'M5_COADD', 'GAMMA', 'SIGMA_SYS', 'AB_NJY', 'SEASON_START_MJD', 'MACLEOD_SF', 'MACLEOD_TAU', 'VAR_TYPES',
-           'OBJECT_LABELS', 'mag_err', 'mag_to_njy', 'njy_to_mag', 'stripe82_cadence', 'macleod_drw', 'drw',
-           'quasar_colours', 'distance_modulus', 'class_fractions', 'simulate_survey', 'write_tables']
+__all__ = ['BANDS', 'LC_BANDS', 'CLASSES', 'LABELS', 'CLASS_MAP', 'STRIPE82_COUNTS', 'LC_SUBSET_COUNTS', 'LAMBDA_EFF',
+           'FILTER_EDGES', 'M5_EPOCH', 'M5_COADD', 'GAMMA', 'SIGMA_SYS', 'AB_NJY', 'SEASON_START_MJD', 'MACLEOD_SF',
+           'MACLEOD_TAU', 'VAR_TYPES', 'OBJECT_LABELS', 'mag_err', 'mag_to_njy', 'njy_to_mag', 'stripe82_cadence',
+           'macleod_drw', 'drw', 'quasar_colours', 'distance_modulus', 'class_fractions', 'simulate_survey',
+           'write_tables']
 
 # %% ../../nbs/21_agn_sim.ipynb #8da1b526
 BANDS = ("u", "g", "r", "i", "z", "y")
@@ -22,6 +23,8 @@ CLASSES = ("Star", "Gal", "Qso")                                     # the label
 LABELS = {c: i for i, c in enumerate(CLASSES)}                       # class name -> label id
 CLASS_MAP = {"Star": "Star", "Gal": "Gal", "Qso": "Qso", "Agn": "Qso", "highZQso": "Qso"}   # challenge label -> class
 STRIPE82_COUNTS = {"Gal": 212_000, "Star": 93_000, "Qso": 72_000}   # arXiv:2307.04072, Stripe 82 labels
+LC_SUBSET_COUNTS = {"Star": 27_592, "Gal": 22_445, "Qso": 13_999}   # labelled, with light-curve features, no NaN: the test
+                                                                  # half of the paper's own split (SER-SAG evaluated notebook)
 LAMBDA_EFF = np.array([3551., 4686., 6166., 7480., 8932., 9710.])    # Angstrom
 FILTER_EDGES = ((3000, 4000), (4000, 5500), (5500, 6950), (6950, 8450), (8450, 9500), (9500, 10800))
 M5_EPOCH = np.array([21.8, 23.0, 22.5, 22.0, 20.7, 20.0])           # single-epoch 5 sigma (Stripe 82; y: shallow)
@@ -173,9 +176,10 @@ def _quasars(n, rng):
 # %% ../../nbs/21_agn_sim.ipynb #c48c5a51
 VAR_TYPES = ("constant", "drw", "rrlyrae", "periodic")
 
-def class_fractions() -> np.ndarray:
-    "Star, Gal, Qso fractions of the Stripe 82 labels."
-    c = np.array([STRIPE82_COUNTS[k] for k in CLASSES], float)
+def class_fractions(counts: dict = LC_SUBSET_COUNTS) -> np.ndarray:
+    """Star, Gal, Qso fractions of `counts`: by default the labelled objects with light-curve features (the paper's
+    own split), the objects its classifiers were trained and first tested on; `STRIPE82_COUNTS` for all labels."""
+    c = np.array([counts[k] for k in CLASSES], float)
     return c / c.sum()
 
 def _intrinsic(n, rng):
