@@ -20,14 +20,18 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from .core import atomic_write
+from .runs import ChapterError, project_root, readme_text, run_scale
+
 _log = logging.getLogger("astro_nb.docs")
 
 # %% auto #0
-__all__ = ['SECTIONS', 'tiny_png', 'sample_run', 'read_notebook', 'notebook_title', 'is_chapter', 'run_state', 'pick_run', 'Page',
-           'package_dir', 'package_modules', 'site_pages', 'prepare_notebook', 'stderr_outputs', 'exporter',
-           'notebook_html', 'data_uri', 'kv_table', 'run_header', 'figure_gallery', 'chapter_html', 'published_claims',
-           'claims_figures_html', 'claims_html', 'index_html', 'module_api', 'api_html', 'layout', 'stylesheet',
-           'build_site', 'check_site']
+__all__ = ['SECTIONS', 'CLAIMS_FIGURE', 'tiny_png', 'sample_run', 'read_notebook', 'notebook_title', 'is_chapter', 'run_state',
+           'pick_run', 'record_of', 'Page', 'package_dir', 'package_modules', 'site_pages', 'prepare_notebook',
+           'stderr_outputs', 'exporter', 'notebook_html', 'data_uri', 'kv_table', 'run_details', 'figure_gallery',
+           'claims_figure', 'split_head', 'fold_stderr', 'chapter_html', 'published_claims', 'claims_figures_html',
+           'claims_html', 'index_html', 'module_api', 'api_html', 'layout', 'stylesheet', 'build_site', 'check_site',
+           'SiteProblems', 'build_docs']
 
 # %% ../nbs/08_docs.ipynb #05e0e307
 def tiny_png(width: int = 8, height: int = 6, rgb=(40, 90, 200)) -> bytes:
@@ -39,8 +43,8 @@ def tiny_png(width: int = 8, height: int = 6, rgb=(40, 90, 200)) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 def sample_run(path, study: str = "clusters", state: str | None = "completed", stderr: bool = False,
-               n_figures: int = 1) -> Path:
-    "Write a tiny run folder of `study` at `path`: an executed notebook with one PNG output, params, environment, status and figures."
+               n_figures: int = 1, claims: bool = True) -> Path:
+    "Write a tiny run folder of `study` at `path`: an executed notebook with one PNG output, params, environment, status, figures and (with `claims`) figures/claims.png."
     import nbformat
     from nbformat import v4
     path = Path(path)
@@ -48,7 +52,7 @@ def sample_run(path, study: str = "clusters", state: str | None = "completed", s
     png = base64.b64encode(tiny_png()).decode()
     outputs = [v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})]
     if stderr: outputs.insert(0, v4.new_output("stream", name="stderr", text="UserWarning: something to fix\n"))
-    nb = v4.new_notebook(cells=[v4.new_markdown_cell(f"# A {study} run\n\n> made by `sample_run`"),
+    nb = v4.new_notebook(cells=[v4.new_markdown_cell(f"# A {study} run\n\n> made by `sample_run`"), v4.new_markdown_cell("## Setup"),
                                 v4.new_code_cell("n_train = 10", metadata={"tags": ["injected-parameters"]}, execution_count=1),
                                 v4.new_code_cell("plot()", outputs=outputs, execution_count=2)])
     nbformat.write(nb, str(path / f"{study}.ipynb"))
@@ -56,6 +60,7 @@ def sample_run(path, study: str = "clusters", state: str | None = "completed", s
     (path / "environment.json").write_text(json.dumps({"python": "3.11", "torch": "2.x", "cuda": None}))
     if state is not None: (path / "status.json").write_text(json.dumps({"state": state}))
     for i in range(n_figures): (path / "figures" / f"fig{i}.png").write_bytes(tiny_png(12 + i, 9, (200, (60 + 40 * i) % 256, 30)))
+    if claims: (path / "figures" / "claims.png").write_bytes(tiny_png(16, 8, (30, 160, 90)))
     return path
 
 # %% ../nbs/08_docs.ipynb #ee4a5481
@@ -94,17 +99,19 @@ def run_state(run) -> str | None:
 def _run_study(run: Path) -> str:
     return _load(run / "params.json").get("study") or run.name.split("-")[0]
 
-def pick_run(study: str, run_dirs, record=None) -> tuple:
-    "(folder, note): the latest completed run of `study` among `run_dirs`, else its published `record`, else None."
+def pick_run(study: str, run_dirs) -> tuple:
+    """(folder, note): the latest completed run of `study` among `run_dirs` (None when there is none), and a note
+    saying how many unfinished runs were passed over ('' when none)."""
     mine = [Path(d) for d in run_dirs if (Path(d) / f"{study}.ipynb").exists() and _run_study(Path(d)) == study]
     usable = [d for d in mine if run_state(d) in ("completed", None)]
     usable.sort(key=lambda d: (run_state(d) == "completed", (d / f"{study}.ipynb").stat().st_mtime, d.name))
-    if usable: return usable[-1], ""
-    if record is not None and (Path(record) / f"{study}.ipynb").exists(): return Path(record), "Published reproduce record"
     skipped = len(mine) - len(usable)
-    why = f" ({skipped} unfinished run{'s' * (skipped > 1)} skipped)" if skipped else ""
-    return None, (f"No completed run of this chapter exists yet{why}: this is the chapter as written, not executed. "
-                  f"Run it with `astro-nb run {study}`, then rebuild the docs with `astro-nb docs`.")
+    return (usable[-1] if usable else None), (f"{skipped} unfinished run{'s' * (skipped > 1)} skipped" if skipped else "")
+
+def record_of(study: str, records) -> Path | None:
+    "The published record folder `records/STUDY` when it holds the executed chapter, else None."
+    rec = Path(records) / study
+    return rec if (rec / f"{study}.ipynb").exists() else None
 
 # %% ../nbs/08_docs.ipynb #78ef9a4b
 @dataclass
@@ -118,11 +125,14 @@ class Page:
     run: Path | None = None
     note: str = ""
     nb: object = field(default=None, repr=False)
+    kind: str = ""     # a chapter page: "record", "written" (no record) or "run" (the reader's run)
+    link: str = ""     # a chapter page: its sibling (the record's page <-> the run's page)
+    scale: str = ""    # a run's page: `runs.run_scale` of the run
 
-SECTIONS = ("Chapters", "Library notebooks", "API reference")
+SECTIONS = ("Chapters", "Your runs", "Library notebooks", "API reference")
 
 def _notebook_paths(nbs: Path, notebooks=None) -> list:
-    if notebooks is None: return sorted(nbs.glob("[0-9][0-9]_*.ipynb"))
+    if notebooks is None: return sorted({*nbs.glob("[0-9][0-9]_*.ipynb"), *nbs.glob("[0-9][0-9][a-z]_*.ipynb")})
     return [Path(n) if str(n).endswith(".ipynb") else nbs / f"{n}.ipynb" for n in notebooks]
 
 def package_dir(root) -> Path:
@@ -163,26 +173,42 @@ def package_modules(pkg) -> list:
     return sorted(found)
 
 # %% ../nbs/08_docs.ipynb #1ffe886e
-def _notebook_page(p: Path, runs, records: Path):
+def _scale_words(scale: str) -> str:
+    return "scale unknown" if scale == "unknown" else f"{scale} scale"
+
+def _notebook_pages(p: Path, runs, records: Path) -> list:
+    "The pages of notebook `p`: a library notebook's one page; a chapter's page of record, and its latest local run's page."
     nb = read_notebook(p)
-    if nb is None: return None
+    if nb is None: return []
     title = notebook_title(nb, p.stem)
-    if is_chapter(nb):
-        study = p.stem.split("_", 1)[1]
-        run, note = pick_run(study, runs, records / study)
-        return Page(f"chapters/{study}.html", title, "Chapters", f"{study}: {title}", p, run, note, nb)
-    return Page(f"notebooks/{p.stem}.html", title, "Library notebooks", f"{p.stem.split('_', 1)[0]} {title}", p, nb=nb)
+    if not is_chapter(nb):
+        return [Page(f"notebooks/{p.stem}.html", title, "Library notebooks", f"{p.stem.split('_', 1)[0]} {title}", p, nb=nb)]
+    study = p.stem.split("_", 1)[1]
+    run, skipped = pick_run(study, runs)
+    record = record_of(study, records)
+    main, mine = f"chapters/{study}.html", f"runs/{study}.html"
+    note = "" if record else (
+        f"No reproduce record of this chapter is published yet (`results/reproduce/{study}/`): this is the chapter as "
+        "written, not executed. " + (f"Your latest run of it has [its own page](../{mine})." if run else
+        f"Run it with `astro-nb run {study}`, then rebuild the docs with `astro-nb docs`.") + (f" ({skipped}.)" if skipped else ""))
+    pages = [Page(main, title, "Chapters", f"{study}: {title}", p, record, note, nb, "record" if record else "written",
+                  mine if run else "")]
+    if run:
+        scale = run_scale(run)
+        pages.append(Page(mine, f"{title} (your run, {_scale_words(scale)})", "Your runs",
+                          f"{study}: your run, {_scale_words(scale)}", p, run, skipped, nb, "run", main, scale))
+    return pages
 
 def site_pages(root, run_dirs=None, results="results/reproduce", notebooks=None) -> list:
-    "Every page of the site, in sidebar order: the index, study chapters, library notebooks, API reference."
+    "Every page of the site, in sidebar order: the index, study chapters, your runs, library notebooks, API reference."
     root = Path(root)
     if run_dirs is None:
         base = root / "_runs"
         run_dirs = sorted(d for d in base.iterdir() if d.is_dir()) if base.is_dir() else []
     records = root / results
     pages = [Page("index.html", "astro_nb", "Home", "Home", root / "index.ipynb")]
-    planned = [_notebook_page(p, list(run_dirs), records) for p in _notebook_paths(root / "nbs", notebooks)]
-    pages += sorted((p for p in planned if p), key=lambda p: (SECTIONS.index(p.section), p.source.name))
+    planned = [q for p in _notebook_paths(root / "nbs", notebooks) for q in _notebook_pages(p, list(run_dirs), records)]
+    pages += sorted(planned, key=lambda p: (SECTIONS.index(p.section), p.source.name))
     for name, py in package_modules(package_dir(root)):
         pages.append(Page(f"api/{name}.html", name, "API reference", name, py))
     return pages
@@ -286,43 +312,127 @@ def _shown(root, path) -> str:
     try: return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
     except ValueError: return str(Path(path).resolve())
 
-def run_header(run, root=None, label: str = "Executed run") -> str:
-    "The box at the top of a chapter page: the run folder, its state, its parameters and its environment."
+CLAIMS_FIGURE = "claims.png"
+
+def _saved_figures(run) -> list:
+    return [p for p in sorted((Path(run) / "figures").glob("*")) if p.suffix.lower() in _MIME]
+
+def run_details(run, root=None, label: str = "Executed run") -> str:
+    "The fold at the end of a chapter page: the run folder, its state, its parameters, its environment (and record.json's facts)."
     run = Path(run)
     state = run_state(run) or "no status.json"
-    figs = [p for p in sorted((run / "figures").glob("*")) if p.suffix.lower() in _MIME]
+    n = len(_saved_figures(run))
     params = _load(run / "params.json").get("parameters", {})
-    env = _load(run / "environment.json")
-    return (f'<div class="run"><p>{html.escape(label)} <code>{html.escape(_shown(root or run.parent, run))}</code> '
-            f'(state: {html.escape(state)}, {len(figs)} figure{"s" * (len(figs) != 1)} saved).</p>'
-            f'<div class="tables">{kv_table(params, "Parameters")}{kv_table(env, "Environment")}</div></div>')
+    tables = kv_table(params, "Parameters") + kv_table(_load(run / "environment.json"), "Environment")
+    if (run / "record.json").exists(): tables += kv_table(_load(run / "record.json"), "Record")
+    return (f'<details class="run" id="run-details"><summary>{html.escape(label)} <code>{html.escape(_shown(root or run.parent, run))}'
+            f'</code> (state: {html.escape(state)}, {n} figure{"s" * (n != 1)} saved): parameters and environment</summary>'
+            f'<div class="tables">{tables}</div></details>')
 
 # %% ../nbs/08_docs.ipynb #eb204de4
 def _inline_images(nb) -> int:
     return sum(any(k.startswith("image/") for k in o.get("data", {})) for c in nb.cells for o in c.get("outputs", []))
 
 def figure_gallery(run, nb) -> str:
-    "The run's saved figures, embedded, when the executed notebook `nb` shows fewer images inline than the run saved."
-    figs = [p for p in sorted((Path(run) / "figures").glob("*")) if p.suffix.lower() in _MIME]
+    """The run's saved figures other than the claims figure (shown at the top), embedded, when the executed notebook
+    `nb` shows fewer images inline than that."""
+    figs = [p for p in _saved_figures(run) if p.name != CLAIMS_FIGURE]
     if not figs or _inline_images(nb) >= len(figs): return ""
     items = "".join(f'<figure><img src="{data_uri(p)}" alt="{html.escape(p.stem)}"><figcaption>{html.escape(p.name)}'
                     f"</figcaption></figure>" for p in figs)
     return (f'<section class="figures"><h2 id="saved-figures">Figures saved by this run</h2>'
-            f"<p>The {len(figs)} figures of <code>figures/</code>, in name order.</p>{items}</section>")
+            f"<p>The {len(figs)} figures of <code>figures/</code> besides the claims figure, in name order.</p>{items}</section>")
+
+def claims_figure(run, what: str = "run") -> str:
+    "The run's claims figure (`figures/claims.png`, drawn by `Chapter.claims`), embedded, or a line saying the `what` has none."
+    f = Path(run) / "figures" / CLAIMS_FIGURE
+    if not f.is_file():
+        return (f'<p class="claims-figure missing">No claims figure: this {html.escape(what)} was made before <code>Chapter.claims</code> '
+                'drew one (<code>figures/claims.png</code>).</p>')
+    return (f'<figure class="claims-figure" id="claims-figure"><img src="{data_uri(f)}" alt="claims: measured intervals '
+            'against their acceptance regions"><figcaption>The claims of this run: each measured interval against its '
+            'acceptance region (<code>figures/claims.png</code>).</figcaption></figure>')
+
+def split_head(nb) -> tuple:
+    """(head, rest): the cells of `nb` up to its title (the first markdown cell with a `# heading`) and its abstract (the
+    next cell when it is markdown starting with `>`), and the cells after them."""
+    cells = list(nb.cells)
+    i = next((k for k, c in enumerate(cells) if c.cell_type == "markdown" and re.search(r"^#\s+\S", c.source, re.M)), None)
+    if i is None: return [], cells
+    j = i + 1 + (i + 1 < len(cells) and cells[i + 1].cell_type == "markdown" and cells[i + 1].source.lstrip().startswith(">"))
+    return cells[:j], cells[j:]
+
+def fold_stderr(nb) -> tuple:
+    "(a copy of `nb` without its stderr streams, `cell N: first line` of each one taken out): a published record's page."
+    nb, folded = copy.deepcopy(nb), []
+    for i, c in enumerate(nb.cells):
+        if "outputs" not in c: continue
+        keep = []
+        for o in c.outputs:
+            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                folded.append(f"cell {i}: " + next((l for l in o.get("text", "").splitlines() if l.strip()), "")[:160])
+            else: keep.append(o)
+        c.outputs = keep
+    return nb, folded
+
+def _folded_note(folded: list) -> str:
+    if not folded: return ""
+    items = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in folded)
+    return (f'<details class="note folded" id="folded-stderr"><summary>{len(folded)} stderr output{"s" * (len(folded) != 1)} '
+            "of this record folded here</summary><p>This record was published before the docs build refused stderr "
+            "output (progress bars, library warnings). They are taken out of the cells below, not hidden from you: the first "
+            "line of each is listed here, and the executed notebook in the record folder holds them whole. Republishing the "
+            f"record from a current run removes them.</p><ul>{items}</ul></details>")
 
 def _note(text: str) -> str:
     from nbconvert.filters import markdown2html
     return f'<div class="note">{markdown2html(text)}</div>'
 
+def _split_html(nb, exp, targets: dict, base: str = "../") -> tuple:
+    "(head HTML, rest HTML, stderr outputs, cell ids) of `nb`, cut after its title and abstract (`split_head`)."
+    nb = prepare_notebook(nb)
+    parts = []
+    for cells in split_head(nb):
+        part = copy.copy(nb); part.cells = cells
+        parts.append(notebook_html(part, exp, targets, base) if cells else ("", [], set()))
+    (head, _, ids1), (rest, _, ids2) = parts
+    return head, rest, stderr_outputs(nb), ids1 | ids2
+
+def _where(page, root) -> str:
+    "The line under a chapter page's claims figure: what the page shows, and the link to its sibling page."
+    shown = html.escape(_shown(root or page.run.parent, page.run))
+    if page.kind == "run":
+        return ""
+    mine = (f' Your latest run of this chapter has <a href="../{page.link}">its own page</a>.' if page.link else "")
+    return (f'<p class="provenance">The published reproduce record <code>{shown}</code>: this chapter\'s page of record.'
+            f"{mine}</p>")
+
+def _run_label(page, root) -> str:
+    shown = html.escape(_shown(root or page.run.parent, page.run))
+    quick = (" Quick runs are smoke tests of the pipeline: their verdicts are mostly <em>inconclusive</em> and say little "
+             "about the paper's claims." if page.scale == "quick" else "")
+    return (f'<div class="note run-label" id="your-run"><p><strong>Your run, {html.escape(_scale_words(page.scale))}</strong>'
+            f' (<code>{shown}</code>), not the published record.{quick} The chapter\'s page of record: '
+            f'<a href="../{page.link}">{html.escape(page.title.rsplit(" (your run", 1)[0])}</a>.</p></div>')
+
 def chapter_html(page, exp, targets: dict, root=None) -> tuple:
-    "(HTML, stderr outputs, cell ids) of a chapter page: from its run folder when it has one, else the chapter as written."
+    """(HTML, stderr outputs, cell ids) of a chapter page: title and abstract, claims figure, what the page shows, the
+    executed notebook, saved figures, and the parameters and environment folded at the end; the chapter as written,
+    with its note, when there is no folder to show."""
     study = Path(page.path).stem
     nb = read_notebook(page.run / f"{study}.ipynb") if page.run else None
     if nb is None:
-        body, errs, ids = notebook_html(page.nb, exp, targets, "../")
-        return _note(page.note or "The run's notebook could not be read: this is the chapter as written.") + body, errs, ids
-    body, errs, ids = notebook_html(nb, exp, targets, "../")
-    return run_header(page.run, root, page.note or "Executed run") + body + figure_gallery(page.run, nb), errs, ids
+        head, rest, errs, ids = _split_html(page.nb, exp, targets)
+        return head + _note(page.note or "The run's notebook could not be read: this is the chapter as written.") + rest, errs, ids
+    folded = []
+    if page.kind == "record":
+        nb, folded = fold_stderr(nb)
+        if folded: _log.info(f"docs: {page.path}: {len(folded)} stderr output(s) of the published record folded into a note")
+    head, rest, errs, ids = _split_html(nb, exp, targets)
+    label = "Published reproduce record" if page.kind == "record" else f"Your run ({_scale_words(page.scale)})"
+    top = _run_label(page, root) if page.kind == "run" else ""
+    return (top + head + claims_figure(page.run, "record" if page.kind == "record" else "run") + _where(page, root) + _folded_note(folded) + rest
+            + figure_gallery(page.run, nb) + run_details(page.run, root, label)), errs, ids
 
 # %% ../nbs/08_docs.ipynb #7d59bb85
 _CLAIM_COLS = ("claim", "measured", "interval", "accept", "paper", "verdict")
@@ -364,20 +474,28 @@ def claims_html(claims: list, chapters: dict | None = None, results=None) -> str
     rows = "".join(f'<tr><td>{study(c["study"])}</td>' + "".join(
         f"<td>{html.escape('' if c.get(k) is None else _cell(c[k]))}</td>" for k in _CLAIM_COLS) + "</tr>" for c in claims)
     cols = "".join(f"<th>{k}</th>" for k in ("study",) + _CLAIM_COLS)
-    figs = claims_figures_html(results, chapters) if results is not None else ""
+    figs = claims_figures_html(results, chapters) if results is not None else ""   # the index shows them at its top
     return (f'{head}<ul class="verdicts">{counts}</ul>{figs}'
             f'<table class="claims"><thead><tr>{cols}</tr></thead><tbody>{rows}</tbody></table>')
 
 def index_html(page, exp, targets: dict, results, chapters: dict) -> tuple:
-    "(HTML, stderr outputs, cell ids) of the index: index.ipynb, then the published claims."
+    "(HTML, stderr outputs, cell ids) of the index: index.ipynb's title and summary, the claims figures, the rest of index.ipynb, the published claims."
     nb = read_notebook(page.source) if Path(page.source).exists() else None
-    body, errs, ids = notebook_html(nb, exp, targets, "") if nb is not None else ("<h1>astro_nb</h1>", [], set())
+    head, rest, errs, ids = _split_html(nb, exp, targets, "") if nb is not None else ("<h1>astro_nb</h1>", "", [], set())
+    figs = claims_figures_html(results, chapters)
+    if figs: figs += ('<p class="caption">The claims of the published reproduce records: each measured interval against '
+                      "its acceptance region; a figure opens its chapter.</p>")
+    elif any(Path(results).glob("*/metrics.json")):
+        figs = ('<p class="note">No claims figure is published yet: the records under <code>results/reproduce/</code> were '
+                "made before <code>Chapter.claims</code> drew one (<code>figures/claims.png</code>); republishing a record "
+                "adds its figure here.</p>")
+    if figs: figs = f'<section class="evidence" id="claims-figures">{figs}</section>'
     # README links a published record's notebook (results/PROFILE/STUDY/STUDY.ipynb, for the code host); on the site
     # the chapter's page shows that record, so the link goes there
     # (a chapter without a page here keeps the text without the link)
-    body = re.sub(r'<a href="results/[^"]*?/(\w+)/\1\.ipynb"[^>]*>(.*?)</a>',
-                  lambda m: f'<a href="chapters/{m.group(1)}.html">{m.group(2)}</a>' if m.group(1) in chapters else m.group(2), body)
-    return body + claims_html(published_claims(results), chapters, results), errs, ids
+    def relink(body): return re.sub(r'<a href="results/[^"]*?/(\w+)/\1\.ipynb"[^>]*>(.*?)</a>',
+                                    lambda m: f'<a href="chapters/{m.group(1)}.html">{m.group(2)}</a>' if m.group(1) in chapters else m.group(2), body)
+    return relink(head) + figs + relink(rest) + claims_html(published_claims(results), chapters), errs, ids
 
 # %% ../nbs/08_docs.ipynb #df9238d4
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -498,6 +616,9 @@ caption{font-weight:600;text-align:left}.run .tables{display:flex;flex-wrap:wrap
 .run,.note{background:#eef3fb;border:1px solid #cfdcf1;border-radius:6px;padding:.2em 1em;margin:1em 0}
 .note{background:#fff7e0;border-color:#f0dca0}figure{display:inline-block;margin:.5em;vertical-align:top}
 figcaption{font-size:13px;color:#5b6475}.api-entry{border-top:1px solid #e3e6ec;margin-top:1em}.api-entry h2,.api-entry h3{font-size:17px}
+.claims-figure{display:block;margin:1em 0}.claims-figure img{max-width:100%;border:1px solid #e3e6ec}
+details.run,details.folded{margin:2em 0 1em}details summary{cursor:pointer}.run-label{background:#fdf1dc;border-color:#e8c27a}
+.evidence .claims-figures{margin:.5em 0}.caption{font-size:13px;color:#5b6475}
 .src{font-size:13px;font-weight:400}h1 code{font-size:.9em}.exports{font-size:14px}footer{margin-top:3em;font-size:13px;color:#5b6475}
 """
 
@@ -531,11 +652,11 @@ def _exports_line(page, pages) -> str:
     return f'<p class="exports">API reference of what this notebook exports: {links}</p>' if mods else ""
 
 def _render(page, pages, exp, root, results, ids) -> tuple:
-    targets = {p.source.stem: p.path for p in pages if p.source is not None and p.source.suffix == ".ipynb"}
+    targets = {p.source.stem: p.path for p in pages if p.source is not None and p.source.suffix == ".ipynb" and p.kind != "run"}
     if page.section == "Home":
         chapters = {Path(p.path).stem: p.path for p in pages if p.section == "Chapters"}
         return index_html(page, exp, targets, results, chapters)
-    if page.section == "Chapters": return chapter_html(page, exp, targets, root)
+    if page.section in ("Chapters", "Your runs"): return chapter_html(page, exp, targets, root)
     if page.section == "Library notebooks":
         body, errs, ids_ = notebook_html(page.nb, exp, targets, "../")
         return _exports_line(page, pages) + body, errs, ids_
@@ -551,7 +672,7 @@ def _render_all(pages, root, results) -> tuple:
             skipped.append(f"{page.path}: {type(e).__name__}: {e}".splitlines()[0])
             _log.warning(f"docs: skipped {skipped[-1]}"); continue
         bodies[page.path], ids[page.path] = body, cell_ids
-        if page.source is not None: ids[page.source.stem] = cell_ids
+        if page.source is not None and page.kind != "run": ids[page.source.stem] = cell_ids
         if errs:
             stderr[page.path] = errs
             _log.warning(f"docs: {page.path} shows {len(errs)} stderr/error output(s); fix the cell: {errs[0]}")
@@ -560,7 +681,6 @@ def _render_all(pages, root, results) -> tuple:
 # %% ../nbs/08_docs.ipynb #98cc3e85
 def build_site(out="_docs", root=None, run_dirs=None, results="results/reproduce", notebooks=None) -> list:
     "Write the documentation site into `out` (index, chapters, library notebooks, API reference); return the files written."
-    from astro_nb.runs import ChapterError, project_root
     root = Path(root) if root else project_root()
     if root is None: raise ChapterError("cannot find the project (settings.ini and nbs/): run from the source tree")
     out, results = Path(out), Path(root) / results
@@ -634,3 +754,30 @@ def check_site(out="_docs", stderr: bool = True) -> list:
         problems += [f"{rel}: {p}" for tag, url in s.refs if (p := _check_ref(out, f, tag, url, scans))]
         if stderr and s.stderr: problems.append(f"{rel}: shows {s.stderr} stderr/error output(s)")
     return problems
+
+# %% ../nbs/08_docs.ipynb #cb6ce939
+class SiteProblems(ChapterError):
+    "What `check_site` found on a site just built: `astro-nb docs` names each problem and exits 1."
+    def __init__(self, out, problems: list, stderr: dict | None = None):
+        self.problems, lines = list(problems), []
+        for p in self.problems:
+            lines.append(p)
+            lines += [f"    {e}" for e in (stderr or {}).get(p.split(":", 1)[0], [])[:5]]
+        super().__init__(f"the site in {out} is written but shows {len(self.problems)} problem(s); fix each at its source "
+                         "(a stderr output: the cell that warns or draws a progress bar, then rerun) and rebuild:\n  " + "\n  ".join(lines))
+
+def build_docs(run_dirs=None, out="_docs", root=None, check: bool = False) -> list:
+    """Write README.md from index.ipynb and the documentation site into `out` (`build_site`); raise SiteProblems when
+    `check_site` finds anything on it. With `check`, only compare README.md with index.ipynb. Return the files written."""
+    root = Path(root) if root else project_root()
+    if root is None: raise ChapterError("cannot find the project (settings.ini and nbs/): run from the source tree")
+    text, readme = readme_text(root), root / "README.md"
+    if check:
+        if not readme.exists() or readme.read_text() != text:
+            raise ChapterError("README.md is stale: regenerate it from index.ipynb with `astro-nb docs`")
+        return [readme]
+    with atomic_write(readme) as f: f.write(text)
+    written = [readme] + build_site(out, root, list(run_dirs) if run_dirs else None)
+    problems = check_site(out)
+    if problems: raise SiteProblems(out, problems, _load(Path(out) / "_site.json").get("stderr"))
+    return written

@@ -2,8 +2,11 @@
 
 Chromium (Debian package `chromium`) is driven through its DevTools protocol over a websocket
 (`websocket-client`), from files on disk, with no network: each page must load without console
-errors, every `<img>` must decode, every internal link must resolve (file and anchor), and the
-sidebar must list every chapter. Screenshots of the index and one chapter are kept under the
+errors, every `<img>` must decode, every internal link must resolve (file and anchor), the
+sidebar must list every chapter, and the evidence comes first (issue 20): a chapter page shows its
+title, abstract and claims figure before anything else of the notebook, with the run's parameters
+and environment folded (closed) at the end; a run's own page is labelled "your run" above its
+title; the index shows the claims figures before its first section. Screenshots of the index and one chapter are kept under the
 site's `_screenshots/` folder (`_docs/_screenshots/` for the project's own site).
 
 Without chromium the tests skip, except where ASTRO_NB_REQUIRE_BROWSER or CI is set (`.ci/run`
@@ -22,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from astro_nb import docs
+from astro_nb.claims import claim_row
 from astro_nb.runs import find_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +37,23 @@ PAGE_FACTS = """JSON.stringify({
   links: [...document.querySelectorAll('a[href], link[href]')].map(a => a.href),
   sidebar: [...document.querySelectorAll('nav.sidebar a')].map(a => a.href),
   ids: [...document.querySelectorAll('[id]')].map(e => e.id),
+  layout: LAYOUT,
 })"""
+
+# where the reader sees each part of the page: its top on the rendered page (null when absent or not displayed)
+LAYOUT_JS = """(() => {
+  const visible = e => e.checkVisibility ? e.checkVisibility() : e.getClientRects().length > 0;
+  const main = document.querySelector('main'), top = s => {
+    const e = main && main.querySelector(s); if (!e || !e.getClientRects().length) return null;
+    return e.getBoundingClientRect().top + window.scrollY; };
+  const kids = main ? [...main.children] : [], last = kids.filter(e => e.tagName !== 'FOOTER').pop();
+  const details = main && main.querySelector('details.run'), params = details && details.querySelector('table');
+  return {label: top('#your-run'), title: top('h1'), abstract: top('blockquote'), figure: top('.claims-figure'),
+          figures: top('#claims-figures'), section: top('h2'), details: top('details.run'),
+          last: last ? (last.matches('details.run') ? 'details.run' : last.tagName.toLowerCase()) : null,
+          folded: details ? !details.open && !(params && visible(params)) : null};
+})()"""
+PAGE_FACTS = PAGE_FACTS.replace("LAYOUT", LAYOUT_JS)
 
 
 def _need_browser(reason):
@@ -153,13 +173,29 @@ def fixture_site(tmp_path_factory):
     "A small site with a completed run (figures inline and in a gallery) and a published claim."
     tmp = tmp_path_factory.mktemp("site")
     runs = [docs.sample_run(tmp / "_runs" / "clusters-1"), docs.sample_run(tmp / "_runs" / "agn-1", "agn", n_figures=3)]
-    rec = tmp / "results" / "clusters"
-    rec.mkdir(parents=True)
+    rec = docs.sample_run(tmp / "results" / "clusters", state=None, stderr=True)   # a record from before #20: stderr folded
     (rec / "metrics.json").write_text(json.dumps({"claims": [
-        {"claim": "sigma_8", "measured": 0.8, "uncertainty": 0.02, "paper": 0.81, "verdict": "reproduced"}]}))
+        claim_row("sigma_8", 0.8, 0.78, 0.82, accept=[0.75, 0.87], paper=0.81, rule="r", unit="mocks", n=20)]}))
     out = tmp / "site"
     docs.build_site(out, root=ROOT, run_dirs=runs, results=tmp / "results",
                     notebooks=["00_core", "08_docs", "20_agn", "40_clusters"])
+    return out
+
+
+def _order_problems(page: str, f: dict) -> list:
+    "What is out of the order a reader should meet (issue 20), from where the browser drew each part."
+    lay, out = f["layout"], []
+    def before(a, b):
+        if lay[a] is None or lay[b] is None: out.append(f"{page}: no {a if lay[a] is None else b}")
+        elif not lay[a] < lay[b]: out.append(f"{page}: the {a} is not above the {b}")
+    if page.startswith(("chapters/", "runs/")):
+        before("title", "abstract"); before("abstract", "section")
+        if lay["details"] is not None or page.startswith("runs/"):      # a page made from a folder (record or run)
+            before("abstract", "figure"); before("figure", "section")
+            if lay["last"] != "details.run": out.append(f"{page}: ends with <{lay['last']}>, not the folded run details")
+            if lay["folded"] is not True: out.append(f"{page}: the parameters and environment are not folded")
+        if page.startswith("runs/"): before("label", "title")
+    if page == "index.html" and lay["figures"] is not None: before("title", "figures"); before("figures", "section")
     return out
 
 
@@ -184,6 +220,7 @@ def _problems(site: Path, facts: dict, chapters: list) -> list:
         listed = {Path(unquote(urlsplit(h).path)).resolve() for h in f["sidebar"]}
         problems += [f"{page}: sidebar lacks chapter {c}" for c in chapters
                      if (site / "chapters" / f"{c}.html").resolve() not in listed]
+        problems += _order_problems(page, f)
     return problems
 
 
@@ -194,8 +231,11 @@ def test_project_site_in_chromium(browser, project_site):
     assert _problems(project_site, facts, chapters) == []
     shots = project_site / "_screenshots"
     browser.open(project_site / "index.html"); browser.screenshot(shots / "index.png")
-    with_run = [c for c in chapters if "Executed run" in (project_site / "chapters" / f"{c}.html").read_text()]
-    chapter = (with_run or chapters)[0]
+    records = [c for c in chapters if 'class="provenance"' in (project_site / "chapters" / f"{c}.html").read_text()]
+    if (ROOT / "results" / "reproduce").is_dir(): assert records                 # the published records are the chapters' pages
+    if any((ROOT / "results" / "reproduce").glob("*/metrics.json")):
+        assert facts["index.html"]["layout"]["figures"] is not None                 # claims figures (or why none) open the index
+    chapter = (records or chapters)[0]
     browser.open(project_site / "chapters" / f"{chapter}.html"); browser.screenshot(shots / f"chapter-{chapter}.png")
     assert (shots / "index.png").stat().st_size > 5000 and (shots / f"chapter-{chapter}.png").stat().st_size > 5000
 
@@ -203,9 +243,28 @@ def test_project_site_in_chromium(browser, project_site):
 def test_fixture_site_in_chromium(browser, fixture_site):
     facts = _visit_all(browser, fixture_site)
     assert _problems(fixture_site, facts, ["agn", "clusters"]) == []
-    images = {p: len(f["images"]) for p, f in facts.items() if p.startswith("chapters/")}
-    assert images == {"chapters/agn.html": 4, "chapters/clusters.html": 1}   # agn: 1 inline + a gallery of 3
-    browser.open(fixture_site / "chapters" / "agn.html"); browser.screenshot(fixture_site / "_screenshots" / "chapter-agn.png")
+    images = {p: len(f["images"]) for p, f in facts.items() if p.startswith(("chapters/", "runs/"))}
+    # agn: no record (the chapter as written) and a run (claims figure, 1 inline, a gallery of 3); clusters: record and run
+    assert images == {"chapters/agn.html": 0, "runs/agn.html": 5, "chapters/clusters.html": 2, "runs/clusters.html": 2}
+    assert facts["index.html"]["layout"]["figures"] is not None                     # the record's claims figure
+    lay = facts["runs/clusters.html"]["layout"]
+    assert lay["label"] < lay["title"] < lay["abstract"] < lay["figure"] < lay["section"] < lay["details"]
+    browser.open(fixture_site / "runs" / "agn.html"); browser.screenshot(fixture_site / "_screenshots" / "run-agn.png")
+
+
+def test_order_check_is_not_vacuous(browser, tmp_path):
+    "A page with its parameters open at the top, and a claims figure below the notebook, is caught."
+    site = tmp_path / "site"
+    (site / "chapters").mkdir(parents=True)
+    (site / "chapters" / "x.html").write_text(
+        '<nav class="sidebar"><a href="x.html">x</a></nav><main><details class="run" open><summary>run</summary>'
+        '<table><tr><td>n_train</td></tr></table></details><h1>X</h1><blockquote>abstract</blockquote><h2>Setup</h2>'
+        '<figure class="claims-figure">claims</figure><p>end</p><footer>f</footer></main>')
+    (site / "_site.json").write_text(json.dumps({"pages": ["chapters/x.html"]}))
+    problems = _problems(site, _visit_all(browser, site), ["x"])
+    assert "chapters/x.html: the figure is not above the section" in problems
+    assert "chapters/x.html: ends with <p>, not the folded run details" in problems
+    assert "chapters/x.html: the parameters and environment are not folded" in problems
 
 
 def test_browser_sees_broken_things(browser, tmp_path):

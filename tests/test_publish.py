@@ -7,7 +7,8 @@ import pytest
 from astro_nb import publish
 from astro_nb.claims import claim_row
 from astro_nb.core import load_json, save_json
-from astro_nb.runs import ChapterError, main
+from astro_nb.cli import main
+from astro_nb.runs import ChapterError
 
 
 def _project(tmp_path, state="completed"):

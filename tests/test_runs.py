@@ -8,7 +8,9 @@ import pytest
 
 from astro_nb import runs
 from astro_nb.core import load_json, save_json
-from astro_nb.runs import ChapterError, chapter_params, find_chapters, load_profile, main, plan_runs
+from astro_nb import docs
+from astro_nb.cli import main
+from astro_nb.runs import ChapterError, chapter_params, find_chapters, load_profile, plan_runs
 from conftest import FIXTURES, ROOT
 
 
@@ -138,8 +140,9 @@ def test_report_collects_runs(tiny_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["paper", "reproduce"])
-def test_profiles_name_declared_parameters_in_range(name):
+def test_profiles_name_declared_parameters_in_range(name, monkeypatch):
     "Every entry of the shipped profiles is a parameter its chapter declares, with a value inside its declared range."
+    monkeypatch.setattr(runs, "available_memory", lambda: None)    # the paper scale need not fit in this machine's free memory
     chapters = find_chapters(ROOT / "nbs")
     profile = load_profile(name)
     assert set(profile) >= {"mergers", "agn", "sed", "clusters"}
@@ -160,7 +163,7 @@ def test_chapters_follow_conventions():
 
 
 def test_readme_is_generated_from_index():
-    assert runs.build_docs(root=ROOT, check=True)
+    assert docs.build_docs(root=ROOT, check=True)
 
 
 def test_docs_write_readme_and_html_with_figures(tiny_run, tmp_path):
@@ -169,15 +172,16 @@ def test_docs_write_readme_and_html_with_figures(tiny_run, tmp_path):
     (root / "settings.ini").write_text("[DEFAULT]\n")
     (root / "index.ipynb").write_text((ROOT / "index.ipynb").read_text())
     with pytest.raises(ChapterError, match="stale"):
-        runs.build_docs(root=root, check=True)                     # no README yet
+        docs.build_docs(root=root, check=True)                     # no README yet
     shutil.copytree(tiny_run[0], tmp_path / "r")
     shutil.copy(FIXTURES / "nbs" / "10_tiny.ipynb", root / "nbs")
-    written = runs.build_docs([tmp_path / "r"], out=tmp_path / "docs", root=root)
+    written = docs.build_docs([tmp_path / "r"], out=tmp_path / "docs", root=root)
     assert (root / "README.md").read_text() == (ROOT / "README.md").read_text()
-    page = tmp_path / "docs" / "chapters" / "tiny.html"
-    assert page in written and "data:image/png;base64" in page.read_text()
+    page = tmp_path / "docs" / "runs" / "tiny.html"               # a local run has its own page, labelled as such
+    assert page in written and "data:image/png;base64" in page.read_text() and "Your run, " in page.read_text()
+    assert 'href="../runs/tiny.html"' in (tmp_path / "docs" / "chapters" / "tiny.html").read_text()
     assert (tmp_path / "docs" / "index.html").exists()
-    assert runs.build_docs(root=root, check=True)
+    assert docs.build_docs(root=root, check=True)
 
 
 def test_chapter_defaults_and_paper_profile_pass_their_checks(monkeypatch):
@@ -210,3 +214,22 @@ def test_run_scale_and_report_mark_quick_runs(tmp_path):
     assert "| sed | quick | quick | 0 | 1 | 0 |" in md              # verdict counts: reproduced, inconclusive, not reproduced
     assert "| claims |" not in md                      # claims get their own table, not a raw list among the metrics
     assert "smoke tests" not in runs.report([tmp_path / "reproduce"], out=tmp_path)
+
+
+def test_cli_sits_above_runs_docs_and_publish():
+    "#20: the command is astro_nb.cli (the console script); importing runs loads none of docs, publish or cli."
+    import configparser
+    ini = configparser.ConfigParser(); ini.read(ROOT / "settings.ini")
+    assert ini["DEFAULT"]["console_scripts"] == "astro-nb=astro_nb.cli:main"
+    out = subprocess.run([sys.executable, "-c", "import sys, astro_nb.runs; "
+                          "print(' '.join(sorted(m for m in sys.modules if m.startswith('astro_nb'))))"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert "astro_nb.runs" in out and not {"astro_nb.docs", "astro_nb.publish", "astro_nb.cli"} & set(out), out
+    assert not hasattr(runs, "main") and not hasattr(runs, "build_docs")
+    import ast
+    for mod in ("docs", "publish", "cli"):      # no module below cli imports it
+        tree = ast.parse((ROOT / "astro_nb" / f"{mod}.py").read_text())
+        found = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+        assert "cli" not in found and "astro_nb.cli" not in found, mod
+    docs_top = [n.module for n in ast.parse((ROOT / "astro_nb" / "docs.py").read_text()).body if isinstance(n, ast.ImportFrom)]
+    assert "runs" in docs_top                   # docs builds on runs at the top, not inside functions

@@ -18,7 +18,9 @@ import pytest
 
 from astro_nb import runs
 from astro_nb.core import RunContext, load_json, save_json
-from astro_nb.runs import ChapterError, Param, main, plan_runs
+from astro_nb import docs
+from astro_nb.cli import main
+from astro_nb.runs import ChapterError, Param, plan_runs
 from conftest import FIXTURES
 
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
@@ -447,7 +449,7 @@ def test_docs_skip_a_broken_notebook(tmp_path, caplog):
     (root / "index.ipynb").write_text((ROOT / "index.ipynb").read_text())
     write_chapter(root / "nbs", "10_good.ipynb", "seed: int = 0")
     (root / "nbs" / "20_bad.ipynb").write_text('{"cells": [{"cell_type": "markdown", "source": "trunc')
-    written = runs.build_docs(None, out=tmp_path / "docs", root=root)
+    written = docs.build_docs(None, out=tmp_path / "docs", root=root)
     assert tmp_path / "docs" / "chapters" / "good.html" in written
     assert not list((tmp_path / "docs").rglob("*bad*.html"))
     assert "skipped" in caplog.text and "20_bad.ipynb" in caplog.text
