@@ -2,11 +2,17 @@
 
     python benchmarks/bench_mergers.py [--systems 16] [--chunk 2] [--workers 2] [--size 101]
                                        [--train-size 64] [--batch 64] [--device auto]
+                                       [--cv-systems 600 --folds 5 --seeds 3 --val-fraction 0.15 --epochs 8]
 
 The simulator is timed in-process and on a Dask LocalCluster in the same run (ratio printed; both banks
 must hold the same images). Training throughput is measured on the device it runs on, beside a
 baseline at the quick input size (64 px) on the same device, so that the ratio is comparable across
 machines.
+
+The cross-validation estimate: the chapter trains folds x seeds networks, each on
+systems x (1 - 1/folds - val_fraction) x 6 images for at most `epochs` epochs; the training time at
+`--train-size` is extrapolated from the measured throughput (validation, predictions and checkpoints
+not included: add ~10%).
 """
 import argparse
 import os
@@ -33,6 +39,11 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--cv-systems", type=int, default=600, help="systems of the cross-validation estimate")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--val-fraction", type=float, default=0.15)
+    ap.add_argument("--epochs", type=int, default=8)
     a = ap.parse_args()
     params = {"image_size": a.size}
     n_img = a.systems * 6
@@ -56,6 +67,10 @@ def main():
     ips = training_throughput(a.train_size, a.batch, a.steps, dev) if a.train_size != 64 else base
     print(f"ResNet18 training on {dev}: {ips:.1f} images/s at {a.train_size} px, batch {a.batch} "
           f"(baseline {base:.1f} images/s at 64 px; ratio {ips / base:.3f})")
+    n_train = int(a.cv_systems * (1 - 1 / a.folds - a.val_fraction)) * 6
+    one = n_train * a.epochs / ips
+    print(f"cross-validation: {a.folds} folds x {a.seeds} seeds, {n_train} training images x {a.epochs} epochs each: "
+          f"{one:.0f} s per training, {a.folds * a.seeds * one / 60:.1f} min in all (training steps only)")
 
 
 if __name__ == "__main__":

@@ -418,17 +418,90 @@ def test_train_classifier_uses_fit_torch(tmp_path):
     assert "for epoch" not in inspect.getsource(model)
 
 
+def _cv_rows(seed=3, n_sys=80, n_rep=3, p_late=0.5, p_other=0.95):
+    "Out-of-fold rows of a made-up repeated cross-validation: every system once per repeat, late stages made harder."
+    r = np.random.default_rng(seed)
+    i = np.tile(np.arange(n_sys * 6), n_rep)
+    system = np.repeat(np.arange(n_sys), 6)[i]; y = np.repeat(r.integers(0, 2, n_sys), 6)[i]
+    stage = np.where(y == 1, np.repeat(r.choice([1, 2], n_sys), 6)[i], 0)
+    q = np.where(y == 1, np.repeat(r.uniform(0.1, 1, n_sys), 6)[i], 0.0)
+    rep = np.repeat(np.arange(n_rep), n_sys * 6)
+    pred = np.where(r.random(len(y)) < np.where(stage == 2, p_late, p_other), y, 1 - y)
+    return y, pred, system, rep, stage, q
+
+
 def test_merger_claims_rows_and_verdicts():
-    "The claims table: seven rows with the contract's keys; a made-harder late stage is detected, an equal one is not."
+    "Seven rows of the claims protocol; a made-harder late stage is found, an equal one is not; exact angle intervals."
+    from astro_nb.claims import ROW_KEYS, check_rows
     from astro_nb.mergers.evaluate import merger_claims
-    r = np.random.default_rng(3)
-    system = np.repeat(np.arange(80), 6); y = np.repeat(r.integers(0, 2, 80), 6)
-    stage = np.where(y == 1, np.repeat(r.choice([1, 2], 80), 6), 0)
-    q = np.where(y == 1, np.repeat(r.uniform(0.1, 1, 80), 6), 0.0)
-    hard = np.where(r.random(480) < np.where(stage == 2, 0.5, 0.95), y, 1 - y)
-    rows = merger_claims(y, hard, system, stage, q, n_boot=200)
-    assert [set(row) for row in rows] == [{"claim", "measured", "uncertainty", "paper", "verdict"}] * 7
-    assert rows[5]["verdict"] == "reproduced" and rows[5]["measured"] > 0.3
-    perfect = merger_claims(y, y, system, stage, q, n_boot=50)
+    y, pred, system, rep, stage, q = _cv_rows()
+    rows = check_rows(merger_claims(y, pred, system, rep, stage, q, n_boot=200))
+    assert [set(row) for row in rows] == [set(ROW_KEYS)] * 7
+    assert rows[5]["verdict"] == "reproduced" and rows[5]["low"] > 0.2 and rows[5]["accept"] == [0.0, None]
+    assert rows[0]["accept"] == [0.68, 0.78] and rows[0]["unit"].startswith("systems x 3 seeds")
+    # the any-angle row: an exact interval, not a degenerate [1, 1], and the non-mergers' rate in its text
+    assert rows[3]["high"] == 1.0 and rows[3]["low"] < 0.97 and "non-mergers: " in rows[3]["claim"]
+    assert rows[3]["n"] == len(np.unique(system[y == 1]))
+    # equal difficulty: the late-stage row's interval straddles 0
+    y2, pred2, *rest = _cv_rows(p_late=0.95)
+    even = merger_claims(y2, pred2, *rest, n_boot=200)
+    assert even[5]["low"] < 0 < even[5]["high"] and even[5]["verdict"] == "inconclusive"
+    perfect = merger_claims(y, y, system, rep, stage, q, n_boot=50)
     assert perfect[0]["measured"] == 1.0 and perfect[0]["verdict"] == "not reproduced"     # 1.0 is not ~0.73
-    assert perfect[5]["verdict"] == "not reproduced" and perfect[3]["measured"] == 1.0
+    assert perfect[5]["verdict"] == "reproduced" and perfect[3]["measured"] == 1.0
+
+
+def test_merger_claims_bad_input():
+    from astro_nb.mergers.evaluate import merger_claims
+    y, pred, system, rep, stage, q = _cv_rows(n_sys=20)
+    with pytest.raises(ValueError, match="one entry per"):
+        merger_claims(y, pred[:-1], system, rep, stage, q)
+    with pytest.raises(ValueError, match="0/1"):
+        merger_claims(y, pred * 2, system, rep, stage, q)
+    none = merger_claims(y, np.zeros_like(y), system, rep, stage, q, n_boot=50)     # nothing predicted merger
+    assert np.isnan(none[1]["measured"]) and none[1]["verdict"] == "inconclusive"
+
+
+def test_cv_interval_holds_seeds_and_systems():
+    from astro_nb.claims import bootstrap_ci
+    from astro_nb.mergers.evaluate import cv_interval
+    y, pred, system, rep, *_ = _cv_rows(p_late=0.8, p_other=0.8)
+    pred = np.where(rep == 0, y, pred)                        # seed 0 perfect: the seeds disagree
+    acc = lambda a, b: float(np.mean(a == b))
+    two = cv_interval(acc, y, pred, system=system, repeat=rep, n_boot=300)
+    one = bootstrap_ci(acc, y, pred, groups=system, n_boot=300)
+    assert two["high"] - two["low"] > 2 * (one["high"] - one["low"])
+    assert (two["n_systems"], two["n_repeats"]) == (80, 3) and np.isclose(two["value"], np.mean(y == pred))
+    with pytest.raises(ValueError, match="equal length"):
+        cv_interval(acc, y, pred, system=system[:10], repeat=rep)
+    with pytest.raises(ValueError, match="level"):
+        cv_interval(acc, y, pred, system=system, repeat=rep, level=1.5)
+
+
+def test_cv_folds_and_balanced_threshold():
+    from astro_nb.mergers.model import balanced_threshold
+    ids = np.repeat(np.arange(50), 6); lab = np.repeat(np.arange(50) % 2, 6)
+    folds = data.cv_folds_by_system(ids, lab, n_folds=5, val_fraction=0.15, seed=4)
+    assert np.array_equal(np.sum([f["test"] for f in folds], 0), np.ones(300))       # each image tested once
+    for f in folds:
+        assert not set(ids[f["train"]]) & set(ids[f["test"]]) and not set(ids[f["val"]]) & set(ids[f["test"]])
+        assert abs(lab[f["test"]].mean() - 0.5) < 0.11                                   # stratified
+    with pytest.raises(ValueError, match="different labels"):
+        data.cv_folds_by_system([0, 0, 1, 1], [0, 1, 0, 1], n_folds=2)
+    with pytest.raises(ValueError, match="cannot fill"):
+        data.cv_folds_by_system(ids, lab, n_folds=40)
+    p = np.random.default_rng(0).random(200); yv = (np.random.default_rng(1).random(200) < 0.3).astype(int)
+    t = balanced_threshold(yv, p)
+    assert int((p >= t).sum()) == int(yv.sum())                                           # as many predicted as true
+    with pytest.raises(ValueError, match="equal length"):
+        balanced_threshold(yv, p[:-1])
+
+
+def test_gradcam_grid_at_least_six_cells():
+    from astro_nb.mergers import evaluate as ev
+    assert ev.gradcam_grid(48, "layer4") == 2 and ev.gradcam_layer(48) == "layer2"     # the paper's block: 2x2 at 48 px
+    for size in (48, 64, 96, 128, 224):
+        assert ev.gradcam_grid(size, ev.gradcam_layer(size)) >= 6
+    assert ev.gradcam_layer(224) == "layer4"
+    with pytest.raises(ValueError, match="layer1..layer4"):
+        ev.gradcam_grid(48, "fc")

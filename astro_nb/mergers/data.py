@@ -20,8 +20,8 @@ STAGE_CODES = {**{s: i for i, s in enumerate(STAGES)}, "nonmerger": 0, "pre": 1,
 
 # %% auto #0
 __all__ = ['LABEL_COLUMNS', 'STAGE_CODES', 'MergerImages', 'from_bank_arrays', 'write_fits_cutouts', 'CutoutError',
-           'read_label_table', 'load_fits_cutouts', 'split_by_system', 'subset_by_system', 'params_tag', 'log_stretch',
-           'resize_images', 'preprocess', 'augment_batch', 'tensor_dataset']
+           'read_label_table', 'load_fits_cutouts', 'split_by_system', 'cv_folds_by_system', 'subset_by_system',
+           'params_tag', 'log_stretch', 'resize_images', 'preprocess', 'augment_batch', 'tensor_dataset']
 
 # %% ../../nbs/12_mergers_data.ipynb #df60eef2
 @dataclass
@@ -189,6 +189,39 @@ def split_by_system(system_ids, labels, fractions=(0.7, 0.15, 0.15), seed: int =
         for s in ids[n_tr + n_va:]: part[s] = "test"
     which = np.array([part[s] for s in system_ids])
     return {k: which == k for k in ("train", "val", "test")}
+
+# %% ../../nbs/12_mergers_data.ipynb #d12cv001
+def cv_folds_by_system(system_ids, labels, n_folds: int = 5, val_fraction: float = 0.15, seed: int = 0) -> list:
+    """`n_folds` splits {'train', 'val', 'test'} (boolean masks over images) of a k-fold cross-validation by
+    system, stratified by label: fold k is the test set of split k, a stratified `val_fraction` of all systems
+    (drawn from the other folds) its validation set, the rest its training set."""
+    system_ids, labels = np.asarray(system_ids), np.asarray(labels)
+    if len(system_ids) != len(labels): raise ValueError("system_ids and labels must have the same length")
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}")
+    if not 0 < val_fraction < 1 - 1 / n_folds: raise ValueError(f"val_fraction must be in (0, 1 - 1/n_folds), got {val_fraction}")
+    uniq, first = np.unique(system_ids, return_index=True)
+    sys_label = labels[first]
+    for s in uniq:
+        if len(set(labels[system_ids == s])) > 1: raise ValueError(f"system {s} has images with different labels")
+    rng = np.random.default_rng(seed)
+    fold = {}
+    for lab in np.unique(sys_label):
+        ids = rng.permutation(uniq[sys_label == lab])
+        if len(ids) < n_folds: raise ValueError(f"{len(ids)} systems of label {lab} cannot fill {n_folds} folds")
+        start = rng.integers(n_folds)                      # so that the remainders do not all land in fold 0
+        for i, s in enumerate(ids): fold[s] = (start + i) % n_folds
+    f_img = np.array([fold[s] for s in system_ids])
+    out = []
+    for k in range(n_folds):
+        val_sys = []
+        for lab in np.unique(sys_label):
+            pool = rng.permutation([s for s in uniq[sys_label == lab] if fold[s] != k])
+            n_val = min(max(1, int(round(val_fraction * np.sum(sys_label == lab)))), len(pool) - 1)
+            val_sys += list(pool[:n_val])
+        val = np.isin(system_ids, val_sys); test = f_img == k
+        out.append({"train": ~val & ~test, "val": val, "test": test})
+    return out
 
 # %% ../../nbs/12_mergers_data.ipynb #d12s0002
 def subset_by_system(system_ids, idx, n_images: int, seed: int = 0) -> np.ndarray:

@@ -9,18 +9,21 @@ import warnings
 
 import numpy as np
 
-from ..claims import bootstrap_ci
+from ..claims import ROW_KEYS, bootstrap_ci, check_rows, claim_row, claims_frame, proportion_ci
 from ..learn import classification_metrics, expected_calibration_error
 from .sim import CLASSES, STAGES, rgb_image
 
 
 # %% auto #0
-__all__ = ['MORPH_KEYS', 'reliability_bins', 'accuracy_interval', 'compare_classifiers', 'markdown_table', 'mass_bin',
-           'accuracy_by', 'angles_correct', 'angle_statistics', 'plot_reliability', 'plot_confusion', 'gradcam_maps',
-           'pick_outcomes', 'plot_gradcam_panels', 'umap_embedding', 'latent_property_r2', 'plot_umap',
-           'measure_morphology', 'morphology_table', 'gini_m20_merger', 'asymmetry_merger', 'rf_morphology_cv',
-           'merger_claims', 'per_system', 'plot_example_angles', 'plot_population', 'plot_learning_curve',
-           'plot_breakdowns', 'plot_angles_correct', 'plot_morphology_baselines']
+__all__ = ['MORPH_KEYS', 'PAPER_HEADLINE', 'HEADLINE_MARGIN', 'reliability_bins', 'accuracy_interval', 'compare_classifiers',
+           'markdown_table', 'mass_bin', 'accuracy_by', 'angles_correct', 'angle_statistics', 'plot_reliability',
+           'plot_confusion', 'gradcam_grid', 'gradcam_layer', 'gradcam_maps', 'pick_outcomes', 'plot_gradcam_panels',
+           'umap_embedding', 'latent_property_r2', 'plot_umap', 'measure_morphology', 'morphology_table',
+           'gini_m20_merger', 'asymmetry_merger', 'rf_morphology_cv', 'cv_interval', 'angle_rates_by_seed',
+           'merger_claims', 'fold_table', 'spread_summary', 'plot_cv_spread', 'accuracy_by_cv',
+           'purity_completeness_curve', 'plot_purity_completeness', 'per_system', 'plot_example_angles',
+           'plot_population', 'plot_learning_curve', 'plot_breakdowns', 'plot_angles_correct',
+           'plot_morphology_baselines']
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #5a6d0c76
 def reliability_bins(y, p, n_bins: int = 10) -> dict:
@@ -121,15 +124,30 @@ def plot_confusion(cm, ax=None, classes=CLASSES, title="confusion matrix"):
 
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #1d6c61e8
-def gradcam_maps(model, X, target_class: int = 1, device="cpu") -> np.ndarray:
-    "Grad-CAM heat maps (N, H, W) in [0, 1] of the last residual block of a torchvision ResNet."
+def gradcam_grid(image_size: int, layer: str) -> int:
+    "Cells per side of the map of torchvision ResNet18 block `layer` ('layer1'..'layer4') for a square input of `image_size` px."
+    if layer not in ("layer1", "layer2", "layer3", "layer4"): raise ValueError(f"layer must be layer1..layer4, got {layer!r}")
+    half = lambda n: (n - 1) // 2 + 1                          # a stride-2 convolution or pooling with 'same' padding
+    n = half(half(int(image_size)))                             # conv1, maxpool
+    for _ in range(int(layer[-1]) - 1): n = half(n)             # layer2..4 each halve
+    return n
+
+def gradcam_layer(image_size: int, min_cells: int = 6) -> str:
+    "The deepest residual block whose Grad-CAM map has at least `min_cells` cells per side (layer1 if none has)."
+    for layer in ("layer4", "layer3", "layer2"):
+        if gradcam_grid(image_size, layer) >= min_cells: return layer
+    return "layer1"
+
+def gradcam_maps(model, X, target_class: int = 1, device="cpu", layer: str = "layer4") -> np.ndarray:
+    "Grad-CAM heat maps (N, H, W) in [0, 1] of the last block of residual stage `layer` of a torchvision ResNet, upsampled to the input."
     import torch
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from astro_nb.core import get_device
+    if layer not in ("layer1", "layer2", "layer3", "layer4"): raise ValueError(f"layer must be layer1..layer4, got {layer!r}")
     dev = get_device(device); model = model.to(dev).eval()
     X = torch.as_tensor(np.asarray(X), dtype=torch.float32).to(dev)
-    with GradCAM(model=model, target_layers=[model.layer4[-1]]) as cam:
+    with GradCAM(model=model, target_layers=[getattr(model, layer)[-1]]) as cam:
         return cam(input_tensor=X, targets=[ClassifierOutputTarget(target_class)] * len(X))
 
 def pick_outcomes(y, pred, n_per: int = 3, rng=None) -> dict:
@@ -140,18 +158,19 @@ def pick_outcomes(y, pred, n_per: int = 3, rng=None) -> dict:
     return {k: rng.permutation(np.flatnonzero(v))[:n_per] for k, v in sel.items()}
 
 def plot_gradcam_panels(X, cams, picks: dict, p=None, fig=None):
-    "Rows TP/FP/FN/TN: each example's F160W log-stretched image with its Grad-CAM contours."
+    """Rows TP/FP/FN/TN: for each example, the network's input as it saw it (the three log-stretched bands as an
+    RGB composite: F160W red, F125W green, F814W blue) and beside it the same image under its Grad-CAM map."""
     import matplotlib.pyplot as plt
     n = max([len(v) for v in picks.values()] + [1])
-    fig, axs = plt.subplots(4, n, figsize=(2.1 * n, 8.6), squeeze=False)
+    fig, axs = plt.subplots(4, 2 * n, figsize=(1.9 * 2 * n, 8.2), squeeze=False)
     for r, (k, idx) in enumerate(picks.items()):
         for c in range(n):
-            ax = axs[r, c]; ax.axis("off")
+            a0, a1 = axs[r, 2 * c], axs[r, 2 * c + 1]; a0.axis("off"); a1.axis("off")
             if c >= len(idx): continue
-            i = idx[c]
-            ax.imshow(np.moveaxis(np.asarray(X[i])[::-1], 0, -1).clip(0, 1), origin="lower")
-            ax.imshow(cams[i], cmap="jet", alpha=0.35, origin="lower")
-            ax.set_title(f"{k}" + (f" p={p[i]:.2f}" if p is not None else ""), fontsize=8)
+            i = idx[c]; rgb = np.moveaxis(np.asarray(X[i])[::-1], 0, -1).clip(0, 1)
+            a0.imshow(rgb, origin="lower"); a1.imshow(rgb, origin="lower")
+            a1.imshow(cams[i], cmap="jet", alpha=0.4, origin="lower")
+            a0.set_title(f"{k}" + (f" p={p[i]:.2f}" if p is not None else ""), fontsize=8); a1.set_title("Grad-CAM", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -265,39 +284,176 @@ def rf_morphology_cv(table: dict, y, groups, n_splits: int = 5, seed: int = 0, n
     return p
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #13047179
-def _merger_system_outcomes(system, y, pred) -> tuple:
-    "Per merger system: correct from >= 1 angle, and from a majority (one row each)."
-    a = angles_correct(system, y, pred)
-    mg = a["label"] == 1
-    return (a["n_correct"] >= 1)[mg].astype(float), (a["n_correct"] > a["n_angles"] / 2)[mg].astype(float)
+def cv_interval(statistic, *arrays, system, repeat, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile interval of `statistic(*arrays)` over out-of-fold rows of a repeated cross-validation, by a
+    two-level bootstrap: each draw resamples the repeats (seeds, each with its own folds and training) and,
+    independently, the systems; a drawn (repeat, system) pair brings all that system's rows of that repeat.
+    The spread of the statistic thus holds both the sampling of systems and the variation between trainings.
+    Returns {value, low, high, std, n_systems, n_repeats, n_boot}; `value` is the statistic on all rows."""
+    arrays = [np.asarray(a) for a in arrays]
+    system, repeat = np.asarray(system), np.asarray(repeat)
+    n = len(system)
+    if not arrays or any(len(a) != n for a in arrays) or len(repeat) != n or n == 0:
+        raise ValueError("cv_interval needs non-empty arrays, system and repeat of equal length")
+    if not 0 < level < 1 or n_boot < 1: raise ValueError(f"level must be in (0, 1) and n_boot >= 1, got {level}, {n_boot}")
+    _, s_inv = np.unique(system, return_inverse=True); _, r_inv = np.unique(repeat, return_inverse=True)
+    nS, nR = s_inv.max() + 1, r_inv.max() + 1
+    pair = r_inv * nS + s_inv
+    order = np.argsort(pair, kind="stable"); sizes = np.bincount(pair, minlength=nR * nS); starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    rng, stats = np.random.default_rng(seed), np.empty(n_boot)
+    for b in range(n_boot):
+        g = (rng.integers(0, nR, nR)[:, None] * nS + rng.integers(0, nS, nS)[None, :]).ravel()
+        sz = sizes[g]
+        idx = order[np.repeat(starts[g] - np.cumsum(sz) + sz, sz) + np.arange(sz.sum())]
+        stats[b] = statistic(*(a[idx] for a in arrays))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(stats, [50 * (1 - level), 50 * (1 + level)]) if np.isfinite(stats).any() else (np.nan, np.nan)
+    return {"value": float(statistic(*arrays)), "low": float(lo), "high": float(hi), "std": float(np.nanstd(stats)) if np.isfinite(stats).any() else float("nan"),
+            "n_systems": int(nS), "n_repeats": int(nR), "n_boot": n_boot}
 
+# %% ../../nbs/14_mergers_evaluate.ipynb #e14clm01
+PAPER_HEADLINE = {"accuracy": 0.73, "merger purity": 0.73, "merger completeness": 0.73,
+                  "any angle": 0.98, "majority of angles": 0.61}     # arXiv:2511.15006, abstract and STUDIES.md
+HEADLINE_MARGIN = 0.05     # the paper quotes no uncertainty: the chapter states this margin and its reason before the run
+
+def angle_rates_by_seed(system, y, pred, repeat) -> dict:
+    """For each statistic ('any', 'majority') and class (1 merger, 0 non-merger): per repeat the exact
+    (Clopper-Pearson) proportion of systems right from >= 1 angle / a majority of angles, and across repeats
+    the mean, the union of the exact intervals, and the number of systems."""
+    system, y, pred, repeat = (np.asarray(v) for v in (system, y, pred, repeat))
+    out = {}
+    for lab in (1, 0):
+        per = {"any": [], "majority": []}
+        for r in np.unique(repeat):
+            m = repeat == r
+            a = angles_correct(system[m], y[m], pred[m]); cls = a["label"] == lab
+            per["any"].append(proportion_ci((a["n_correct"] >= 1)[cls]))
+            per["majority"].append(proportion_ci((a["n_correct"] > a["n_angles"] / 2)[cls]))
+        for k, v in per.items():
+            out[(k, lab)] = {"per_repeat": [d["value"] for d in v], "value": float(np.mean([d["value"] for d in v])),
+                             "low": float(min(d["low"] for d in v)), "high": float(max(d["high"] for d in v)), "n": v[0]["n"]}
+    return out
+
+def _acc(a, b): return float(np.mean(a == b))
+def _purity(a, b): return float(np.mean(a[b == 1])) if (b == 1).any() else float("nan")
+def _completeness(a, b): return float(np.mean(b[a == 1])) if (a == 1).any() else float("nan")
 def _acc_difference(y, pred, in_a, in_b) -> float:
     "Accuracy on rows `in_a` minus accuracy on rows `in_b` (NaN when either is empty)."
-    ok = (y == pred)
+    ok = (y == pred); in_a, in_b = in_a.astype(bool), in_b.astype(bool)
     return float(ok[in_a].mean() - ok[in_b].mean()) if in_a.any() and in_b.any() else float("nan")
 
-def merger_claims(y, pred, system, stage, q, n_boot: int = 1000, seed: int = 0, tolerance: float = 0.03) -> list:
-    """The paper's headline claims as claims-table rows, each with a 95% bootstrap interval over systems."""
-    from astro_nb.chapter import claim, direction_claim
+def merger_claims(y, pred, system, repeat, stage, q, n_boot: int = 1000, seed: int = 0,
+                  margin: float = HEADLINE_MARGIN) -> list:
+    """The paper's headline claims as rows of the claims protocol, from out-of-fold predictions of a repeated
+    grouped cross-validation (one row per image and repeat). Accuracy, merger purity and completeness: the
+    two-level bootstrap `cv_interval` over systems and seeds, region the paper's value +- `margin`. Mergers right
+    from >= 1 / a majority of angles: exact intervals over merging systems (per seed, their union across seeds),
+    with the non-mergers' rate of the same statistic in the claim's text. Late-stage and minor mergers harder:
+    accuracy differences in [0, None] (the paper states a direction only)."""
     from astro_nb.mergers.sim import MAJOR_Q, stage_name
-    y, pred, system = np.asarray(y).astype(int), np.asarray(pred).astype(int), np.asarray(system)
+    y, pred, system, repeat = np.asarray(y).astype(int), np.asarray(pred).astype(int), np.asarray(system), np.asarray(repeat)
     stage, q = stage_name(stage), np.asarray(q, float)
-    rows, B = [], dict(n_boot=n_boot, seed=seed)
-    for name, fn in (("accuracy", lambda a, b: np.mean(a == b)),
-                     ("merger purity", lambda a, b: np.mean(a[b == 1]) if (b == 1).any() else np.nan),
-                     ("merger completeness", lambda a, b: np.mean(b[a == 1]) if (a == 1).any() else np.nan)):
-        ci = bootstrap_ci(fn, y, pred, groups=system, **B)
-        rows.append(claim(f"{name} ~0.73", ci["value"], 0.73, ci["low"], ci["high"], tolerance=tolerance))
-    anyc, maj = _merger_system_outcomes(system, y, pred)
-    for text, v, paper in (("mergers right from at least one of 6 angles", anyc, 0.98),
-                           ("mergers right from the majority of angles", maj, 0.61)):
-        ci = bootstrap_ci(np.mean, v, **B)
-        rows.append(claim(text, ci["value"], paper, ci["low"], ci["high"], tolerance=tolerance))
+    if not (len(y) == len(pred) == len(system) == len(repeat) == len(stage) == len(q)):
+        raise ValueError("y, pred, system, repeat, stage and q must have one entry per out-of-fold row")
+    if not np.isin(pred, (0, 1)).all() or not np.isin(y, (0, 1)).all(): raise ValueError("y and pred must be 0/1")
+    nS, nR = len(np.unique(system)), len(np.unique(repeat))
+    B, unit = dict(n_boot=n_boot, seed=seed, system=system, repeat=repeat), f"systems x {nR} seeds (out-of-fold)"
+    src = ("arXiv:2511.15006 quotes no uncertainty; +-{m:g} is the chapter's margin, stated before the run: its own "
+           "test set of ~100 systems (~600 images, 6 per system) carries a 95% sampling half-width of 0.04-0.09").format(m=margin)
+    rows = []
+    for name, fn in (("accuracy", _acc), ("merger purity", _purity), ("merger completeness", _completeness)):
+        pv = PAPER_HEADLINE[name]; ci = cv_interval(fn, y, pred, **B)
+        rows.append(claim_row(f"{name} ~{pv:.2f} (at the validation-balanced threshold)", ci["value"], ci["low"], ci["high"],
+                              accept=[round(pv - margin, 6), round(pv + margin, 6)], paper=pv, rule=src, unit=unit, n=nS))
+    rates = angle_rates_by_seed(system, y, pred, repeat)
+    for key, text in (("any", "mergers right from >= 1 of 6 angles"), ("majority", "mergers right from most angles")):
+        m, nm, pv = rates[(key, 1)], rates[(key, 0)], PAPER_HEADLINE["any angle" if key == "any" else "majority of angles"]
+        rows.append(claim_row(f"{text} (non-mergers: {nm['value']:.2f} [{nm['low']:.2f}, {nm['high']:.2f}])",
+                              m["value"], m["low"], m["high"], accept=[round(max(pv - margin, 0.0), 6), round(min(pv + margin, 1.0), 6)], paper=pv,
+                              rule=src + "; exact (Clopper-Pearson) interval over merging systems for each seed, their union across seeds",
+                              unit=f"merging systems x {nR} seeds", n=m["n"]))
+    qual = "arXiv:2511.15006 states a direction only: 'harder' = accuracy difference >= 0 (claims protocol, issue 24)"
     for text, a, b in (("late-stage mergers harder (early minus late accuracy)", stage == "early", stage == "late"),
-                       ("minor mergers harder (major minus minor accuracy)", (y == 1) & (q >= MAJOR_Q), (y == 1) & (q < MAJOR_Q))):
-        ci = bootstrap_ci(lambda yy, pp, aa, bb: _acc_difference(yy, pp, aa, bb), y, pred, a, b, groups=system, **B)
-        rows.append(direction_claim(text, ci["value"], min(ci["low"], ci["value"]), max(ci["high"], ci["value"]), "positive (qualitative)"))
+                       ("minor mergers harder (major minus minor accuracy)", (y == 1) & (q >= MAJOR_Q), (y == 1) & (q < MAJOR_Q) & (q > 0))):
+        ci = cv_interval(_acc_difference, y, pred, a, b, **B)
+        rows.append(claim_row(text, ci["value"], ci["low"], ci["high"], accept=[0.0, None], paper="harder (qualitative)",
+                              rule=qual, unit=unit, n=nS))
     return rows
+
+# %% ../../nbs/14_mergers_evaluate.ipynb #e14spr01
+def fold_table(y, pred, repeat, fold) -> list:
+    "Accuracy, merger purity and merger completeness of each (repeat, fold) test set: the spread across folds and seeds."
+    y, pred, repeat, fold = (np.asarray(v) for v in (y, pred, repeat, fold))
+    out = []
+    for r in np.unique(repeat):
+        for k in np.unique(fold[repeat == r]):
+            m = (repeat == r) & (fold == k)
+            out.append({"seed": int(r), "fold": int(k), "n_images": int(m.sum()), "accuracy": _acc(y[m], pred[m]),
+                        "merger purity": _purity(y[m], pred[m]), "merger completeness": _completeness(y[m], pred[m])})
+    return out
+
+def spread_summary(table: list, keys=("accuracy", "merger purity", "merger completeness")) -> dict:
+    "{metric: {mean, std, min, max}} over the rows of `fold_table` (NaN ignored)."
+    return {k: {s: float(f(np.array([r[k] for r in table], float))) for s, f in
+                (("mean", np.nanmean), ("std", np.nanstd), ("min", np.nanmin), ("max", np.nanmax))} for k in keys}
+
+def plot_cv_spread(table: list, pooled: dict | None = None, paper: float = 0.73):
+    "Each (seed, fold) network's test accuracy, purity and completeness (one colour per seed), the pooled out-of-fold value and the paper's."
+    import matplotlib.pyplot as plt
+    keys = ("accuracy", "merger purity", "merger completeness")
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    seeds = sorted({r["seed"] for r in table})
+    for j, k in enumerate(keys):
+        for s in seeds:
+            v = [r[k] for r in table if r["seed"] == s]
+            ax.scatter(j + 0.12 * (s - (len(seeds) - 1) / 2) + np.zeros(len(v)), v, s=18, color=f"C{s % 10}",
+                       label=f"seed {s}" if j == 0 else None)
+        if pooled is not None and k in pooled:
+            ax.plot([j - 0.3, j + 0.3], [pooled[k]] * 2, "k-", lw=2, label="pooled out-of-fold" if j == 0 else None)
+    ax.axhline(paper, color="k", ls=":", lw=1, label=f"paper {paper}")
+    ax.set_xticks(range(len(keys))); ax.set_xticklabels(keys); ax.set_ylim(0, 1); ax.set_ylabel("per fold (test systems)")
+    ax.legend(fontsize=7, ncol=2, loc="lower left"); fig.tight_layout()
+    return fig
+
+# %% ../../nbs/14_mergers_evaluate.ipynb #e14byc01
+def accuracy_by_cv(y, pred, groups, system, repeat, n_boot: int = 1000, seed: int = 0) -> dict:
+    "{group: {'accuracy', 'low', 'high', 'n'}} for each value of `groups`, with `cv_interval` over systems and seeds (n: images per repeat)."
+    y, pred, groups, system, repeat = (np.asarray(v) for v in (y, pred, groups, system, repeat))
+    out, nR = {}, len(np.unique(repeat))
+    def key(g):                                                  # '9.5-10.0' before '10.0-10.5'; names as text
+        try: return (0, float(str(g).split('-')[0]), str(g))
+        except ValueError: return (1, 0.0, str(g))
+    for g in sorted(set(groups.tolist()), key=key):
+        m = groups == g
+        ci = cv_interval(_acc, y[m], pred[m], system=system[m], repeat=repeat[m], n_boot=n_boot, seed=seed)
+        out[str(g)] = {"accuracy": ci["value"], "low": ci["low"], "high": ci["high"], "n": int(m.sum() // nR)}
+    return out
+
+def purity_completeness_curve(y, p, thresholds=None) -> dict:
+    "Merger purity, merger completeness and accuracy of the predictions p >= t for each threshold t (purity NaN where nothing is predicted merger)."
+    y, p = np.asarray(y).astype(int), np.asarray(p, float)
+    t = np.linspace(0.01, 0.99, 99) if thresholds is None else np.asarray(thresholds, float)
+    pr = p[None, :] >= t[:, None]
+    tp = (pr & (y == 1)).sum(1); npred = pr.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        purity = np.where(npred > 0, tp / npred, np.nan)
+    return {"threshold": t, "purity": purity, "completeness": tp / max(int((y == 1).sum()), 1),
+            "accuracy": (pr == (y == 1)[None, :]).mean(1), "n_predicted": npred}
+
+def plot_purity_completeness(curve: dict, thresholds=None, paper: float = 0.73):
+    "Purity, completeness and accuracy against the threshold on p(merger), with the thresholds chosen on the validation sets."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for k, c in (("purity", "C3"), ("completeness", "C0"), ("accuracy", "k")):
+        ax.plot(curve["threshold"], curve[k], color=c, label=f"merger {k}" if k != "accuracy" else k)
+    if thresholds is not None:
+        for i, t in enumerate(np.unique(thresholds)):
+            ax.axvline(t, color="gray", lw=0.6, alpha=0.6, label="validation-balanced thresholds" if i == 0 else None)
+    ax.axhline(paper, color="k", ls=":", lw=1, label=f"paper {paper}")
+    ax.set(xlabel="threshold on p(merger)", ylabel="out-of-fold value", ylim=(0, 1.02), xlim=(0, 1)); ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #e14f0002
 def per_system(labels: dict, system) -> dict:
@@ -340,21 +496,31 @@ def plot_population(L: dict):
 
 
 # %% ../../nbs/14_mergers_evaluate.ipynb #e14f0003
-def plot_learning_curve(hist: dict):
-    "Training and validation cross-entropy per epoch from a `fit_torch` history."
+def plot_learning_curve(hist):
+    """Training and validation cross-entropy per epoch from a `fit_torch` history, or from a list of them
+    (one network per fold and seed: thin lines, validation dashed)."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(4.5, 3))
-    ax.plot(hist["epoch"], hist["train_loss"], "o-", label="train")
-    if "val_loss" in hist: ax.plot(hist["epoch"], hist["val_loss"], "o-", label="validation")
+    if isinstance(hist, dict):
+        ax.plot(hist["epoch"], hist["train_loss"], "o-", label="train")
+        if "val_loss" in hist: ax.plot(hist["epoch"], hist["val_loss"], "o-", label="validation")
+    else:
+        for i, h in enumerate(hist):
+            ax.plot(h["epoch"], h["train_loss"], "-", color="C0", lw=0.8, alpha=0.6, label="train" if i == 0 else None)
+            if "val_loss" in h: ax.plot(h["epoch"], h["val_loss"], "--", color="C1", lw=0.8, alpha=0.6, label="validation" if i == 0 else None)
     ax.set(xlabel="epoch", ylabel="cross-entropy"); ax.legend()
     return fig
 
 def plot_breakdowns(breakdowns: dict):
-    "One bar panel of accuracy per group (with counts) for each {title: accuracy_by(...)} entry."
+    "One bar panel of accuracy per group (with counts, and 95% intervals where given) for each {title: accuracy_by(...) or accuracy_by_cv(...)} entry."
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, len(breakdowns), figsize=(4 * len(breakdowns), 3), squeeze=False)
     for ax, (name, d) in zip(axs[0], breakdowns.items()):
-        ks = list(d); ax.bar(ks, [d[k]["accuracy"] for k in ks], color="C2")
+        ks = list(d); acc = np.array([d[k]["accuracy"] for k in ks])
+        err = None
+        if ks and all("low" in d[k] for k in ks):
+            err = np.abs(np.array([[d[k]["low"] for k in ks], [d[k]["high"] for k in ks]]) - acc)
+        ax.bar(ks, acc, color="C2", yerr=err, capsize=3)
         for i, k in enumerate(ks): ax.text(i, 0.02, f"n={d[k]['n']}", ha="center", fontsize=8)
         ax.set(ylim=(0, 1), ylabel="accuracy", title=f"by {name}"); ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()

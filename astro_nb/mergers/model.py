@@ -5,6 +5,7 @@
 # %% ../../nbs/13_mergers_model.ipynb #a9635c42
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .data import augment_batch
 
 # %% auto #0
 __all__ = ['make_resnet18', 'cross_entropy_loss', 'accuracy_metric', 'augment_images', 'train_classifier', 'predict_proba',
-           'penultimate_features', 'training_throughput']
+           'penultimate_features', 'balanced_threshold', 'cross_validate', 'training_throughput']
 
 # %% ../../nbs/13_mergers_model.ipynb #377ff67e
 def make_resnet18(num_classes: int = 2, weights_path=None, in_channels: int = 3) -> nn.Module:
@@ -88,6 +89,72 @@ def penultimate_features(model, X, device="auto", batch_size: int = 128) -> np.n
     finally:
         model.fc = fc
     return torch.cat(out).numpy()
+
+# %% ../../nbs/13_mergers_model.ipynb #m13thr01
+def balanced_threshold(y_val, p_val) -> float:
+    """The threshold on p(merger) at which as many validation images are predicted merger (p >= threshold) as
+    there are validation mergers: midway between the n-th and (n+1)-th largest p, n = number of mergers."""
+    y, p = np.asarray(y_val).astype(int), np.asarray(p_val, float)
+    if len(y) != len(p) or not len(y): raise ValueError(f"y_val and p_val must be non-empty and of equal length, got {len(y)} and {len(p)}")
+    if not np.isfinite(p).all(): raise ValueError("p_val holds NaN or inf")
+    n, s = int(y.sum()), np.sort(p)[::-1]
+    if n == 0: return float(np.nextafter(s[0], np.inf))          # nothing predicted merger
+    if n == len(s): return float(s[-1])                          # everything predicted merger
+    return float(0.5 * (s[n - 1] + s[n]))
+
+# %% ../../nbs/13_mergers_model.ipynb #m13cv001
+def _plain(x):
+    "numpy scalars and arrays (also inside dicts and lists) as plain Python, for JSON."
+    if isinstance(x, dict): return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray): return x.tolist()
+    if isinstance(x, np.generic): return x.item()
+    return x
+
+def _done_paths(ck) -> tuple:
+    ck = Path(ck); return ck.with_name(ck.stem + "-done.json"), ck.with_name(ck.stem + "-weights.pt")
+
+def cross_validate(X, y, system, n_folds: int = 5, n_seeds: int = 3, val_fraction: float = 0.15, seed: int = 0,
+                   checkpoint=None, weights_path=None, device="auto", show_progress: bool = True, **train_kw) -> dict:
+    """Grouped k-fold cross-validation by system, repeated over `n_seeds` seeds: one ResNet18 per (repeat, fold),
+    trained by `train_classifier(**train_kw)`, its test images classified at the `balanced_threshold` of its
+    validation images. Returns {'oof': per-row arrays, 'runs': one dict per network, 'model': the first network}."""
+    from astro_nb.mergers.data import cv_folds_by_system
+    if isinstance(n_seeds, bool) or not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1:
+        raise ValueError(f"n_seeds must be an integer >= 1, got {n_seeds!r}")
+    y, system = np.asarray(y).astype(int), np.asarray(system)
+    if not (len(X) == len(y) == len(system)): raise ValueError(f"X, y and system differ in length: {len(X)}, {len(y)}, {len(system)}")
+    oof = {k: [] for k in ("index", "repeat", "fold", "p", "threshold", "pred")}
+    runs, first = [], None
+    for r in range(n_seeds):
+        for k, f in enumerate(cv_folds_by_system(system, y, n_folds, val_fraction, seed=seed + r)):
+            ck = checkpoint(r, k) if checkpoint is not None else None
+            done, wpath = _done_paths(ck) if ck is not None else (None, None)
+            te = np.flatnonzero(f["test"])
+            torch.manual_seed(seed + r)
+            net = make_resnet18(weights_path=weights_path) if first is None or done is None or not done.exists() else None
+            if done is not None and done.exists():              # finished earlier: its summary (and the first network's weights)
+                d = json.loads(done.read_text())
+                if d["test_index"] != te.tolist(): raise ValueError(f"{done} holds another fold's test images: delete it")
+                thr, p, h = d["threshold"], np.asarray(d["p_test"], float), d["history"]
+                if net is not None: net.load_state_dict(torch.load(wpath, map_location="cpu", weights_only=True))
+            else:
+                h = train_classifier(net, X[f["train"]], y[f["train"]], X[f["val"]], y[f["val"]], checkpoint=ck,
+                                     device=device, seed=seed + r, show_progress=show_progress, **train_kw)
+                thr = balanced_threshold(y[f["val"]], predict_proba(net, X[f["val"]], device=device))
+                p = predict_proba(net, X[te], device=device)
+                if done is not None:                             # keep a small summary, not the 180 MB training state
+                    if first is None: torch.save(net.state_dict(), wpath)
+                    done.write_text(json.dumps(_plain({"threshold": thr, "p_test": p, "test_index": te, "history": h})))
+                    Path(ck).unlink(missing_ok=True)
+            for key, v in (("index", te), ("repeat", np.full(len(te), r)), ("fold", np.full(len(te), k)), ("p", p),
+                           ("threshold", np.full(len(te), thr)), ("pred", (p >= thr).astype(int))): oof[key].append(v)
+            runs.append({"repeat": r, "fold": k, "seed": seed + r, "threshold": thr, "epochs_run": h["epochs_run"],
+                         "best_epoch": h["best_epoch"], "train_seconds": h.get("train_seconds"), "history": h,
+                         "n_train": int(f["train"].sum()), "n_val": int(f["val"].sum()), "n_test": len(te)})
+            if first is None: first = net
+            else: del net
+    return {"oof": {k: np.concatenate(v) for k, v in oof.items()}, "runs": runs, "model": first}
 
 # %% ../../nbs/13_mergers_model.ipynb #72029b94
 def training_throughput(image_size: int = 64, batch_size: int = 64, steps: int = 3, device="auto") -> float:
