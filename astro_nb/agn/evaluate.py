@@ -11,19 +11,20 @@ import numpy as np
 import pandas as pd
 
 from . import data, model
-from .sim import CLASSES, LABELS, LC_BANDS
+from .sim import CLASSES, EXTENDED_CUT, LABELS, LAMBDA_EFF, LC_BANDS, MACLEOD_SF, MACLEOD_SF_DEX
 from ..claims import bootstrap_ci, check_rows, claim_row, claims_frame, paired_bootstrap, proportion_ci
 from ..learn import classification_metrics
 
 # %% auto #0
 __all__ = ['PAPER_SOURCE', 'PAPER_ACCURACY', 'PAPER_SPLIT_ACCURACY', 'PAPER_RUN_SPREAD', 'PAPER_NO_VARIABILITY',
            'PAPER_DEC_ACCURACY', 'PAPER_CLASSIC_QSO', 'BLINDED_COUNTS', 'BLINDED_MIX', 'PAPER_BLINDED_ERRORS',
-           'PAPER_SPLIT_SVM', 'PAPER_GAIN', 'CLASSIC_MARGIN', 'EXTENDED_CUT', 'fit_and_score', 'make_estimator',
+           'PAPER_SPLIT_SVM', 'PAPER_GAIN', 'CLASSIC_MARGIN', 'FAINT_R', 'fit_and_score', 'make_estimator',
            'compare_models', 'hungarian_match', 'score_clusters', 'fit_and_score_clusters', 'gr_correlation',
            'classic_qso_selection', 'selection_metrics', 'classic_selection', 'mix_accuracy', 'mix_purity',
            'accuracy_table', 'per_class', 'plot_accuracy', 'plot_confusions', 'plot_wedge', 'plot_fit_times',
-           'plot_light_curves', 'mock_properties', 'error_by_magnitude', 'plot_mock_survey', 'plot_error_by_magnitude',
-           'dec_seed_summary', 'agn_claims', 'explain_differences']
+           'plot_light_curves', 'mock_properties', 'error_by_magnitude', 'accuracy_by_depth', 'plot_mock_survey',
+           'plot_error_by_magnitude', 'sf_inf_normalised', 'plot_sf_vs_mi', 'blinded_confusion',
+           'plot_confusions_blinded', 'dec_seed_summary', 'agn_claims', 'explain_differences']
 
 # %% ../../nbs/24_agn_evaluate.ipynb #4c02e5a3
 def fit_and_score(estimator, X_train, y_train, X_test, y_test, classes=CLASSES) -> dict:
@@ -290,19 +291,23 @@ def plot_light_curves(lcs: dict, objects: pd.DataFrame, classes=CLASSES, bands=(
     return fig
 
 # %% ../../nbs/24_agn_evaluate.ipynb #4e16423a
-EXTENDED_CUT = 0.145     # SDSS: extended when psfMag - cModelMag > 0.145 mag
+FAINT_R = 22.0           # "faint" for the point-like fractions: below the single-epoch r depth 22.5
 
 def mock_properties(objects: pd.DataFrame, band: str = "r") -> dict:
     """Measured properties of a survey's Object table per class: magnitude range (1st-99th percentile) in `band`, the
-    fraction of objects whose psMag - bdMag is below `EXTENDED_CUT` (point-like) and the median extendedness."""
+    fraction of objects whose psMag - bdMag is below `EXTENDED_CUT` (point-like), overall and fainter than `FAINT_R`,
+    and the median extendedness."""
     out = {}
     d = objects[f"psMag_{band}"] - objects[f"bdMag_{band}"]
     for k, c in enumerate(CLASSES):
         sel = (objects["label"] == k).to_numpy() & np.isfinite(d.to_numpy())
         if not sel.any(): continue
         m = objects.loc[sel, f"psMag_{band}"]
+        faint = m.to_numpy() > FAINT_R
         out[c] = {"n": int(sel.sum()), f"{band}_p01": float(m.quantile(0.01)), f"{band}_p99": float(m.quantile(0.99)),
+                  f"{band}_median": float(m.median()),
                   "point_like_fraction": float((d[sel] < EXTENDED_CUT).mean()),
+                  "faint_point_like_fraction": float((d[sel][faint] < EXTENDED_CUT).mean()) if faint.any() else float("nan"),
                   "psMag_minus_bdMag_min": float(d[sel].min()),
                   "extendedness_median": float(objects.loc[sel, f"extendedness_{band}"].median())}
     return out
@@ -321,8 +326,21 @@ def error_by_magnitude(results: dict, ds: dict, objects: pd.DataFrame, band: str
                                            "error_rate": float(wrong[sel].mean())})
     return pd.DataFrame(rows, columns=["model", "class", "bin", "n", "error_rate"])
 
-def plot_mock_survey(objects: pd.DataFrame, band: str = "r"):
-    "r magnitude per class; u-g against g-r; psMag - bdMag against r with the extended cut."
+def accuracy_by_depth(results: dict, ds: dict, objects: pd.DataFrame, cut: float = FAINT_R, band: str = "r") -> dict:
+    """Accuracy per model on the test objects brighter and fainter than `cut` in `band` (psMag): where the errors are,
+    `{model: {"bright", "faint", "n_bright", "n_faint"}}`."""
+    mag = objects.set_index("objectId")[f"psMag_{band}"].reindex(ds["id_test"]).to_numpy()
+    y, out = np.asarray(ds["y_test"]), {}
+    for m, r in results.items():
+        ok = np.asarray(r["pred"]) == y
+        b, f = mag <= cut, mag > cut
+        out[m] = {"bright": float(ok[b].mean()) if b.any() else float("nan"), "faint": float(ok[f].mean()) if f.any() else float("nan"),
+                  "n_bright": int(b.sum()), "n_faint": int(f.sum())}
+    return out
+
+def plot_mock_survey(objects: pd.DataFrame, band: str = "r", real: pd.DataFrame | None = None):
+    """r magnitude per class; u-g against g-r; psMag - bdMag against r with the extended cut. `real`: rows of the
+    challenge's own Object table (with `label`), drawn on the same axes as black symbols."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     m, d = objects[f"psMag_{band}"], objects[f"psMag_{band}"] - objects[f"bdMag_{band}"]
@@ -331,10 +349,19 @@ def plot_mock_survey(objects: pd.DataFrame, band: str = "r"):
         axes[0].hist(m[sel].dropna(), bins=40, histtype="step", label=c)
         axes[1].scatter(objects.loc[sel, "stdColor_1"], objects.loc[sel, "stdColor_0"], s=2, alpha=0.4, label=c)
         axes[2].scatter(m[sel], d[sel], s=2, alpha=0.4, label=c)
-    axes[0].set_xlabel(f"psMag_{band}"); axes[0].set_ylabel("objects"); axes[0].legend()
+    if real is not None and len(real):
+        marks = {k: mk for k, mk in zip(range(len(CLASSES)), ("*", "s", "^"))}
+        for k, c in enumerate(CLASSES):
+            rs = real[real["label"] == k]
+            if not len(rs): continue
+            for x in rs[f"psMag_{band}"]: axes[0].axvline(x, color="k", lw=0.8, ls=":")
+            kw = dict(marker=marks[k], color="k", s=60, label=f"challenge rows: {c}", zorder=5)
+            axes[1].scatter(rs["stdColor_1"], rs["stdColor_0"], **kw)
+            axes[2].scatter(rs[f"psMag_{band}"], rs[f"psMag_{band}"] - rs[f"bdMag_{band}"], **kw)
+    axes[0].set_xlabel(f"psMag_{band}"); axes[0].set_ylabel("objects"); axes[0].legend(fontsize=7)
     axes[1].set_xlabel("g - r"); axes[1].set_ylabel("u - g"); axes[1].set_xlim(-0.6, 2.0); axes[1].set_ylim(-0.6, 3.5)
     axes[2].axhline(EXTENDED_CUT, color="k", lw=1); axes[2].set_xlabel(f"psMag_{band}"); axes[2].set_ylabel(f"psMag - bdMag ({band})")
-    axes[2].set_ylim(-0.3, 2.0); axes[2].legend(markerscale=4)
+    axes[2].set_ylim(-0.3, 2.0); axes[2].legend(markerscale=2, fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -347,6 +374,60 @@ def plot_error_by_magnitude(table: pd.DataFrame):
             ax.plot(g["bin"], g["error_rate"], "o-", ms=3, label=m)
         ax.set_title(c); ax.set_xlabel("r-magnitude bin"); ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     axes[0].set_ylabel("error rate"); axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+def sf_inf_normalised(truth: pd.DataFrame, objects: pd.DataFrame, band: str = "g") -> pd.DataFrame:
+    """Quasars' true SF_inf in `band` with MacLeod et al. (2010) eq. 7's wavelength and black-hole-mass terms removed (to
+    4000 A rest and 10^9 Msun), beside M_i: what eq. 7 predicts as A + C (M_i + 23). Needs the simulator's Truth table."""
+    need = {"objectId", "M_i", "log_mbh", f"drw_sf_{band}"}
+    if not need <= set(truth.columns): raise ValueError(f"truth lacks {sorted(need - set(truth.columns))} (a simulated survey's Truth table)")
+    t = truth[np.isfinite(truth[f"drw_sf_{band}"])].set_index("objectId")
+    z = objects.set_index("objectId")["z"].reindex(t.index).to_numpy()
+    lam = LAMBDA_EFF[LC_BANDS.index(band)] / (1 + z)
+    A, B, C, D = MACLEOD_SF
+    y = np.log10(t[f"drw_sf_{band}"].to_numpy()) - B * np.log10(lam / 4000) - D * (t["log_mbh"].to_numpy() - 9)
+    return pd.DataFrame({"M_i": t["M_i"].to_numpy(), "log_sf_norm": y, "agn": t.get("agn", pd.Series(0, index=t.index)).to_numpy()},
+                        index=t.index)
+
+def plot_sf_vs_mi(sf: pd.DataFrame):
+    "The mock's normalised SF_inf against M_i, with MacLeod et al. (2010) eq. 7 and the scatter the simulator draws."
+    import matplotlib.pyplot as plt
+    A, _, C, _ = MACLEOD_SF
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    agn = sf["agn"].to_numpy() > 0
+    ax.scatter(sf["M_i"][~agn], sf["log_sf_norm"][~agn], s=3, alpha=0.4, label="mock quasars")
+    ax.scatter(sf["M_i"][agn], sf["log_sf_norm"][agn], s=6, alpha=0.6, color="tab:red", label="mock Agn (host-dominated)")
+    x = np.linspace(np.nanmin(sf["M_i"]), np.nanmax(sf["M_i"]), 50)
+    ax.plot(x, A + C * (x + 23), "k-", label="MacLeod+2010 eq. 7")
+    ax.fill_between(x, A + C * (x + 23) - MACLEOD_SF_DEX, A + C * (x + 23) + MACLEOD_SF_DEX, color="k", alpha=0.1,
+                    label=f"+- {MACLEOD_SF_DEX} dex (drawn)")
+    ax.invert_xaxis(); ax.set_xlabel("M_i (nucleus)"); ax.set_ylabel("log10 SF_inf at 4000 A, 10^9 Msun")
+    ax.legend(fontsize=7); ax.set_title("quasar variability amplitude")
+    return fig
+
+def blinded_confusion(confusion, counts=None) -> np.ndarray:
+    "A confusion matrix (rows: true class) scaled to the blinded table's objects per class: the expected counts there."
+    counts = np.array([BLINDED_COUNTS[c] for c in CLASSES], float) if counts is None else np.asarray(counts, float)
+    return _normalise(confusion, "true") * counts[:, None]
+
+def plot_confusions_blinded(results: dict, classes=CLASSES):
+    """One panel per model: the confusion matrix at the blinded table's class mix (each true class's row scaled to its
+    objects there), normalised by prediction (diagonal: purity at that mix), with the expected counts."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(results), figsize=(3.0 * len(results), 3.1), squeeze=False)
+    for ax, (name, r) in zip(axes[0], results.items()):
+        cm = blinded_confusion(r["confusion"])
+        pn = _normalise(cm, "pred")
+        ax.imshow(pn, vmin=0, vmax=1, cmap="Blues")
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, f"{pn[i, j]:.2f}\n({cm[i, j]:.0f})", ha="center", va="center", fontsize=7,
+                        color="white" if pn[i, j] > 0.6 else "black")
+        ax.set_xticks(range(len(classes)), classes); ax.set_yticks(range(len(classes)), classes)
+        ax.set_title(f"{name}: {np.trace(cm) / cm.sum():.3f}", fontsize=9); ax.set_xlabel("predicted")
+    axes[0, 0].set_ylabel("true")
+    fig.suptitle("confusion at the blinded table's class mix (normalised by prediction; expected counts of its 14,891)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -437,16 +518,24 @@ def agn_claims(results: dict, datasets: dict, dec_result: dict, classic: pd.Data
     return rows
 
 # %% ../../nbs/24_agn_evaluate.ipynb #697827e3
-def explain_differences(props: dict, results: dict, ds: dict) -> list:
+def explain_differences(props: dict, results: dict, ds: dict, by_depth: dict | None = None) -> list:
     """Sentences, built from measured numbers, that say which property of the mock or of the method explains where
-    this run differs from the paper: morphology, depth, per-class errors against the paper's own split's."""
+    this run differs from the paper: morphology, depth (with `by_depth`, `accuracy_by_depth`'s accuracies brighter and
+    fainter than `FAINT_R`), per-class errors against the paper's own split's."""
     out = []
     g = props.get("Gal")
-    if g: out.append(f"galaxies that look point-like (psMag - bdMag < {EXTENDED_CUT} in r): {g['point_like_fraction']:.1%}, smallest "
-                     f"psMag - bdMag {g['psMag_minus_bdMag_min']:.3f}: in Stripe 82 faint galaxies are often point-like, here "
-                     "morphology alone separates galaxies from point sources")
-    ranges = ", ".join(f"{c} r {p['r_p01']:.1f}-{p['r_p99']:.1f}" for c, p in props.items())
-    out.append(f"magnitude ranges (1st-99th percentile): {ranges}; the Stripe 82 coadd reaches ~2 mag below the single-epoch r ~ 22.5")
+    if g: out.append(f"galaxies that look point-like (psMag - bdMag < {EXTENDED_CUT} in r): {g['point_like_fraction']:.1%}, "
+                     f"{g.get('faint_point_like_fraction', float('nan')):.1%} of those fainter than r = {FAINT_R}; smallest "
+                     f"psMag - bdMag {g['psMag_minus_bdMag_min']:.3f}: where galaxies look point-like, morphology no longer "
+                     "separates them from stars and quasars and the colours and light curves must")
+    q = props.get("Qso")
+    if q: out.append(f"quasars that look extended (hosts, host-dominated Agn): {1 - q['point_like_fraction']:.1%}")
+    ranges = ", ".join(f"{c} r {p['r_p01']:.1f}-{p['r_p99']:.1f} (median {p.get('r_median', float('nan')):.1f})" for c, p in props.items())
+    out.append(f"magnitude ranges (1st-99th percentile): {ranges}; the Stripe 82 coadd reaches ~2 mag below the single-epoch "
+               "r ~ 22.5, where one epoch's error exceeds a quasar's variability")
+    for m, v in (by_depth or {}).items():
+        out.append(f"{m} accuracy at r <= {FAINT_R}: {v['bright']:.4f} ({v['n_bright']} objects), fainter: {v['faint']:.4f} "
+                   f"({v['n_faint']} objects)")
     y = np.asarray(ds["y_test"])
     split = np.array(PAPER_SPLIT_SVM["errors"]) / np.array(PAPER_SPLIT_SVM["counts"])
     for m, r in results.get("all", {}).items():

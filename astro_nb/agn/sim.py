@@ -11,10 +11,15 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['BANDS', 'LC_BANDS', 'CLASSES', 'LABELS', 'CLASS_MAP', 'STRIPE82_COUNTS', 'LC_SUBSET_COUNTS', 'LAMBDA_EFF',
-           'FILTER_EDGES', 'M5_EPOCH', 'M5_COADD', 'GAMMA', 'SIGMA_SYS', 'AB_NJY', 'SEASON_START_MJD', 'MACLEOD_SF',
-           'MACLEOD_TAU', 'VAR_TYPES', 'OBJECT_LABELS', 'mag_err', 'mag_to_njy', 'njy_to_mag', 'stripe82_cadence',
-           'macleod_drw', 'drw', 'quasar_colours', 'distance_modulus', 'class_fractions', 'simulate_survey',
-           'write_tables']
+           'FILTER_EDGES', 'M5_EPOCH', 'M5_COADD', 'GAMMA', 'SIGMA_SYS', 'AB_NJY', 'SEASON_START_MJD', 'SEEING_MEDIAN',
+           'SEEING_LN_SIGMA', 'ZP_SCATTER', 'EXTENDED_CUT', 'NUMBER_COUNTS', 'AGN_FRACTION', 'LABEL_NOISE',
+           'VARIABLE_STAR_FRACTION', 'RRLYRAE_SHARE', 'WHITE_DWARF_FRACTION', 'SN_SURVEY_WEIGHT', 'EPOCH_LN_SIGMA',
+           'MACLEOD_SF', 'MACLEOD_TAU', 'QUIESCENT_FRACTION', 'SIZE_LN_SIGMA', 'HOST_M_R', 'HOST_MAX_Z',
+           'AGN_NUCLEUS_TO_HOST', 'VAR_TYPES', 'MACLEOD_SF_DEX', 'MACLEOD_TAU_DEX', 'BAND_CORRELATION',
+           'PSF_MODEL_SCATTER', 'OBJECT_LABELS', 'TRUTH_COLUMNS', 'mag_err', 'mag_to_njy', 'njy_to_mag',
+           'stripe82_cadence', 'epoch_seeing', 'macleod_drw', 'drw', 'number_counts_mags', 'kpc_per_arcsec',
+           'galaxy_half_light_radius', 'psf_minus_model', 'quasar_colours', 'distance_modulus', 'class_fractions',
+           'noisy_labels', 'simulate_survey', 'write_tables']
 
 # %% ../../nbs/21_agn_sim.ipynb #8da1b526
 BANDS = ("u", "g", "r", "i", "z", "y")
@@ -33,6 +38,20 @@ GAMMA = np.array([0.038, 0.039, 0.039, 0.039, 0.039, 0.039])
 SIGMA_SYS = 0.005
 AB_NJY = 31.4                       # AB magnitude of 1 nJy
 SEASON_START_MJD = 51057.0          # 1998-09-01
+SEEING_MEDIAN = 1.43                # arcsec, median r-band seeing of Stripe 82 epochs
+SEEING_LN_SIGMA = 0.2               # log-normal spread of the epoch seeing (not verified: 95% of epochs in 0.96-2.1")
+ZP_SCATTER = 0.01                   # mag, per-epoch calibration error (Ivezic et al. 2007: ~1% repeatability)
+EXTENDED_CUT = 0.145                # SDSS: extended when psfMag - cModelMag > 0.145 mag
+# d log10 N / dm of each class, as (band, bright limit, break, faint limit, slope brighter, slope fainter); faint
+# limits at the Stripe 82 coadd 5-sigma depth of the band (single epoch + 2 mag)
+NUMBER_COUNTS = {"Star": ("r", 14.5, 19.0, float(M5_COADD[2]), 0.25, 0.10),
+                 "Gal": ("r", 15.5, 20.0, float(M5_COADD[2]), 0.45, 0.33),
+                 "Qso": ("i", 16.0, 19.1, float(M5_COADD[3]), 0.90, 0.30)}
+AGN_FRACTION = 0.10                 # of the Qso class: host-dominated low-z AGN, the challenge's `Agn` (not verified)
+LABEL_NOISE = 0.01                  # fraction of written labels that are wrong (the challenge: "not 100% reliable"; rate not given)
+VARIABLE_STAR_FRACTION = 0.0069     # stars varying by > 0.05 mag: 2% of point sources, 1/3 not quasars (Sesar et al. 2007)
+RRLYRAE_SHARE = 0.25                # of the variable stars (Sesar et al. 2007)
+WHITE_DWARF_FRACTION = 0.03         # of the stars: blue, near the quasar locus (not verified)
 
 # %% ../../nbs/21_agn_sim.ipynb #0ac76fe9
 def mag_err(m, m5, gamma=0.039, sigma_sys: float = SIGMA_SYS):
@@ -50,19 +69,29 @@ def njy_to_mag(f):
 
 # %% ../../nbs/21_agn_sim.ipynb #ae014b5e
 _SCAN_OFFSET_DAYS = np.array([2, 4, 0, 1, 3]) * 72 / 86400     # ugriz offsets, scan order r i u z g
+SN_SURVEY_WEIGHT = 5.0          # epochs per season in 2005-2007 (SDSS-II SN survey) against 1998-2004: ~2/3 of all epochs
+EPOCH_LN_SIGMA = 0.35           # log-normal spread of the epoch count per object (not verified: ~20-110 for 60)
 
 def stripe82_cadence(n: int, rng: np.random.Generator, n_visits: int = 60, years: int = 10,
-                     max_visits: int | None = None):
+                     max_visits: int | None = None, min_visits: int = 3):
     "MJDs of shape (n, 5, max_visits), NaN-padded and sorted per object, and the visit counts (n,)."
     if n_visits < 10: raise ValueError(f"n_visits must be >= 10 (the light-curve features need them), got {n_visits}")
+    if not 1 <= min_visits <= n_visits: raise ValueError(f"min_visits must be in [1, n_visits], got {min_visits}")
     max_visits = max_visits or 2 * n_visits
-    counts = np.clip(np.round(n_visits * rng.lognormal(0, 0.25, n)), 10, max_visits).astype(int)
-    w = np.ones(years); w[-3:] = 3.0; w /= w.sum()
+    counts = np.clip(np.round(n_visits * rng.lognormal(0, EPOCH_LN_SIGMA, n)), min_visits, max_visits).astype(int)
+    w = np.ones(years); w[-3:] = SN_SURVEY_WEIGHT; w /= w.sum()
     season = rng.choice(years, size=(n, max_visits), p=w)
     t = SEASON_START_MJD + 365.25 * season + rng.uniform(0, 91, size=(n, max_visits))
     t[np.arange(max_visits)[None, :] >= counts[:, None]] = np.nan
     t = np.sort(t, axis=1)                                      # NaN sort last
     return t[:, None, :] + _SCAN_OFFSET_DAYS[None, :, None], counts
+
+def epoch_seeing(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """FWHM (arcsec) of every epoch and band (shape of `t`): one r-band value per visit, log-normal around
+    `SEEING_MEDIAN`, scaled to the other bands as lambda^-0.2 (Kolmogorov turbulence)."""
+    n, nb, E = t.shape
+    r = SEEING_MEDIAN * rng.lognormal(0, SEEING_LN_SIGMA, (n, 1, E))
+    return r * (LAMBDA_EFF[None, :nb, None] / LAMBDA_EFF[2]) ** -0.2
 
 # %% ../../nbs/21_agn_sim.ipynb #d3417c96
 MACLEOD_SF = (-0.51, -0.479, 0.131, 0.18)      # A, B, C, D for SF_inf (mag)
@@ -88,12 +117,24 @@ def drw(t, tau, sigma, rng: np.random.Generator):
     return x
 
 # %% ../../nbs/21_agn_sim.ipynb #9322f570
+def number_counts_mags(n: int, rng: np.random.Generator, lo: float, brk: float, hi: float, s_bright: float, s_faint: float):
+    "Magnitudes in [lo, hi] with counts rising as 10^(s m), slope `s_bright` below `brk` and `s_faint` above (inverse CDF)."
+    if not lo <= brk <= hi: raise ValueError(f"need lo <= brk <= hi, got {lo}, {brk}, {hi}")
+    grid = np.linspace(lo, hi, 2001)
+    dens = 10 ** np.where(grid < brk, s_bright * (grid - brk), s_faint * (grid - brk))
+    cdf = np.concatenate([[0], np.cumsum(0.5 * (dens[1:] + dens[:-1]))]); cdf /= cdf[-1]
+    return np.interp(rng.random(n), cdf, grid)
+
+def _class_mags(name, n, rng):
+    _, lo, brk, hi, s1, s2 = NUMBER_COUNTS[name]
+    return number_counts_mags(n, rng, lo, brk, hi, s1, s2)
+
 def _stars(n, rng):
-    r = _powerlaw_mags(rng, n, 14.5, 22.5, 0.25)
+    r = _class_mags("Star", n, rng)
     ri = np.clip(-0.05 + rng.gamma(1.6, 0.17, n), -0.1, 2.0)
     gr = 1.39 * (1 - np.exp(-4.9 * ri ** 3 - 2.45 * ri ** 2 - 1.68 * ri - 0.050))
     ug = np.clip(0.75 + 1.35 * gr, 0.6, 2.8)
-    wd = rng.random(n) < 0.03
+    wd = rng.random(n) < WHITE_DWARF_FRACTION
     gr[wd], ri[wd] = rng.normal(-0.2, 0.12, wd.sum()), rng.normal(-0.15, 0.08, wd.sum())
     ug[wd] = rng.normal(0.35, 0.15, wd.sum())
     iz, zy = 0.53 * ri + 0.01, 0.3 * ri + 0.02
@@ -119,21 +160,63 @@ def _mags_from_r(r, cols):
 _GAL_Z = np.array([0.1, 0.5])
 _GAL_SF = np.array([[0.85, 0.41, 0.21, 0.18, 0.10], [0.20, 0.81, 0.32, 0.25, 0.15]])   # u-g g-r r-i i-z z-y
 _GAL_Q = np.array([[1.81, 0.99, 0.40, 0.30, 0.15], [2.86, 1.67, 0.88, 0.55, 0.30]])
+QUIESCENT_FRACTION = 0.4
+SIZE_LN_SIGMA = 0.4             # log-normal scatter of the size at fixed luminosity (Shen et al. 2003: 0.3-0.5)
 
-def _galaxies(n, rng):
-    r = _powerlaw_mags(rng, n, 15.5, 22.3, 0.45)
-    z = np.clip((0.08 + 0.07 * np.clip(r - 16.5, 0, None)) * rng.lognormal(0, 0.3, n), 0.01, 1.2)
+_DA_GRID = None
+def kpc_per_arcsec(z):
+    "Planck18 proper kpc per arcsec at redshift `z` (interpolated on a grid, computed once)."
+    global _DA_GRID
+    if _DA_GRID is None:
+        from astropy.cosmology import Planck18
+        zz = np.linspace(0.005, 7, 700); _DA_GRID = (zz, Planck18.kpc_proper_per_arcmin(zz).value / 60)
+    return np.interp(z, *_DA_GRID)
+
+def galaxy_half_light_radius(M_r, z, quiescent, rng: np.random.Generator):
+    """Half-light radius (arcsec) from Shen et al. (2003): late types eq. 18 (alpha 0.21, beta 0.53, gamma -1.31,
+    M0 -20.52), early types brighter than M0 eq. 14 (a 0.65, b -5.06), the late-type relation below it; evolved as
+    ((1+z)/1.1)^-0.75 (late) and ^-1.48 (early) from the SDSS z ~ 0.1 (van der Wel et al. 2014); log-normal scatter `SIZE_LN_SIGMA`."""
+    M, z, q = np.asarray(M_r, float), np.asarray(z, float), np.asarray(quiescent, bool)
+    late = -0.4 * 0.21 * M + (0.53 - 0.21) * np.log10(1 + 10 ** (-0.4 * (M + 20.52))) - 1.31
+    early = np.where(M < -20.52, -0.4 * 0.65 * M - 5.06, late)
+    evo = np.log10((1 + z) / 1.1)                                   # Shen et al.: SDSS at z ~ 0.1
+    log_r = np.where(q, early - 1.48 * evo, late - 0.75 * evo)
+    return 10 ** log_r * rng.lognormal(0, SIZE_LN_SIGMA, M.shape) / kpc_per_arcsec(z)
+
+def psf_minus_model(r_half, seeing):
+    """psfMag - modelMag (mag) of a source of half-light radius `r_half` seen with a Gaussian PSF of FWHM `seeing`
+    (arcsec): the PSF-weighted flux of a Gaussian of the exponential profile's second moment (sigma = 1.03 r_half)
+    is 2 s_p^2 / (2 s_p^2 + s_g^2) of the total, so the difference is 2.5 log10(1 + s_g^2 / (2 s_p^2))."""
+    sg, sp = 1.03 * np.asarray(r_half, float), np.asarray(seeing, float) / 2.3548
+    return 2.5 * np.log10(1 + sg ** 2 / (2 * sp ** 2))
+
+def _galaxy_colours(z, rng):
+    "ugrizy colours (n, 5) between the star-forming and quiescent templates at `z`, and the quiescent flag."
+    n = len(z)
     w = np.clip((np.minimum(z, 0.8) - 0.1) / 0.4, -0.25, 1.75)[:, None]
     sf = _GAL_SF[0] + w * (_GAL_SF[1] - _GAL_SF[0]); q = _GAL_Q[0] + w * (_GAL_Q[1] - _GAL_Q[0])
-    fq = (rng.random(n) < 0.4).astype(float)[:, None] * rng.uniform(0.7, 1.0, (n, 1))
-    cols = (1 - fq) * sf + fq * q + rng.normal(0, 0.08, (n, 5))
-    ext = 0.15 + 0.9 / (1 + 4 * z) * rng.lognormal(0, 0.5, n)      # psfMag - modelMag, mag
-    return _mags_from_r(r, cols), z, ext
+    quiescent = rng.random(n) < QUIESCENT_FRACTION
+    fq = quiescent.astype(float)[:, None] * rng.uniform(0.7, 1.0, (n, 1))
+    return (1 - fq) * sf + fq * q + rng.normal(0, 0.08, (n, 5)), quiescent
+
+def _galaxy_redshift(r, rng):
+    "Median z 0.1 at r = 17.7 (the SDSS main sample) rising 0.09 per magnitude, log-normal scatter 0.3."
+    return np.clip((0.1 + 0.09 * (r - 17.7)) * rng.lognormal(0, 0.3, len(r)), 0.02, 1.5)
+
+def _galaxies(n, rng):
+    r = _class_mags("Gal", n, rng)
+    z = _galaxy_redshift(r, rng)
+    cols, quiescent = _galaxy_colours(z, rng)
+    M_r = r - distance_modulus(z) + 2.5 * np.log10(1 + z)          # K-correction: the bandwidth term only
+    return _mags_from_r(r, cols), z, galaxy_half_light_radius(M_r, z, quiescent, rng)
 
 # %% ../../nbs/21_agn_sim.ipynb #32a3e69b
 _LINES = np.array([[1216, 93.], [1549, 24.], [1909, 22.], [2798, 33.], [4861, 46.], [5007, 14.], [6563, 195.]])
 _WAVE = np.linspace(2900, 10900, 321)
 _BAND_MASK = np.stack([(_WAVE >= lo) & (_WAVE < hi) for lo, hi in FILTER_EDGES])
+HOST_M_R = (-21.3, 0.6)          # AGN host galaxies: mean and spread of M_r (massive hosts, Kauffmann et al. 2003; not verified)
+HOST_MAX_Z = 1.0                 # hosts of luminous quasars are added below this redshift (negligible beyond)
+AGN_NUCLEUS_TO_HOST = (-1.0, 0.0)   # log10 of nucleus/host flux in r of the host-dominated `Agn`, uniform
 
 def quasar_colours(z, alpha_nu, ew_scale=1.0):
     "AB magnitudes (n, 6) of unit-normalised quasar spectra at redshifts `z` (only colours matter)."
@@ -162,19 +245,43 @@ def distance_modulus(z):
         zz = np.linspace(0.005, 7, 700); _DM_GRID = (zz, Planck18.distmod(zz).value)
     return np.interp(z, *_DM_GRID)
 
+def _host(z, rng, M_r=None):
+    "A host galaxy at `z`: ugrizy magnitudes (n, 6) and half-light radius (arcsec); `M_r` drawn from `HOST_M_R` if not given."
+    n = len(z)
+    if M_r is None: M_r = rng.normal(*HOST_M_R, n)
+    cols, quiescent = _galaxy_colours(z, rng)
+    r = M_r + distance_modulus(z) - 2.5 * np.log10(1 + z)
+    return _mags_from_r(r, cols), galaxy_half_light_radius(M_r, z, quiescent, rng)
+
 def _quasars(n, rng):
+    """Quasars: a nucleus (power law + lines, the DRW's home) and, below `HOST_MAX_Z`, a host galaxy; a share
+    `AGN_FRACTION` are host-dominated low-z AGN (the challenge's `Agn`): a galaxy of the galaxy counts with a nucleus
+    1-10 times fainter in r. Returns nucleus and host magnitudes (n, 6), host radius, z, nuclear M_i, log M_BH, agn flag."""
+    agn = rng.random(n) < AGN_FRACTION
     z = np.clip(0.15 + rng.gamma(3.0, 0.55, n), 0.1, 5.0)
     alpha = np.clip(rng.normal(-0.5, 0.65, n), -1.8, 0.8)
-    i = _powerlaw_mags(rng, n, 16.5, 22.0, 0.55)
+    i = _class_mags("Qso", n, rng)
+    host, r_half = np.full((n, len(BANDS)), np.inf), np.zeros(n)
+    if agn.any():
+        r_host = _class_mags("Gal", agn.sum(), rng)
+        z[agn] = np.clip(_galaxy_redshift(r_host, rng), 0.03, 0.8)
+        M_r = r_host - distance_modulus(z[agn]) + 2.5 * np.log10(1 + z[agn])
+        host[agn], r_half[agn] = _host(z[agn], rng, M_r)
+        i[agn] = r_host - 2.5 * rng.uniform(*AGN_NUCLEUS_TO_HOST, agn.sum()) - 0.2   # nucleus r - i ~ 0.2
+    lowz = ~agn & (z < HOST_MAX_Z)
+    if lowz.any(): host[lowz], r_half[lowz] = _host(z[lowz], rng)
     c = quasar_colours(z, alpha, rng.lognormal(0, 0.3, n))
-    mags = c - c[:, 3:4] + i[:, None]
+    nucleus = c - c[:, 3:4] + i[:, None]
     M_i = i - distance_modulus(z) + 2.5 * (1 + alpha) * np.log10(1 + z)
-    log_mbh = np.clip(8.6 - 0.2 * (M_i + 26) + rng.normal(0, 0.4, n), 6.5, 10.5)
-    ext = np.where(z < 0.5, 0.12 * rng.lognormal(0, 0.6, n), 0.0)   # low-z hosts: slightly extended
-    return mags, z, M_i, log_mbh, ext
+    log_mbh = np.clip(8.6 - 0.2 * (M_i + 26) + rng.normal(0, 0.4, n), 6.0, 10.5)
+    return nucleus, host, r_half, z, M_i, log_mbh, agn
 
 # %% ../../nbs/21_agn_sim.ipynb #c48c5a51
 VAR_TYPES = ("constant", "drw", "rrlyrae", "periodic")
+MACLEOD_SF_DEX, MACLEOD_TAU_DEX = 0.2, 0.3   # scatter of log SF_inf and log tau about MacLeod et al. (2010) eq. 7 (not verified)
+BAND_CORRELATION = (0.7, 1.0)                # per-quasar correlation of the band DRWs, uniform (not verified)
+PSF_MODEL_SCATTER = 0.015                    # mag, psf-minus-model of point sources beyond the photon noise: 1.4826 x the
+                                             # median |psMag - bdMag| in griz of the challenge's sample rows
 
 def class_fractions(counts: dict = LC_SUBSET_COUNTS) -> np.ndarray:
     """Star, Gal, Qso fractions of `counts`: by default the labelled objects with light-curve features (the paper's
@@ -183,38 +290,45 @@ def class_fractions(counts: dict = LC_SUBSET_COUNTS) -> np.ndarray:
     return c / c.sum()
 
 def _intrinsic(n, rng):
-    "Classes and what each object is: true ugrizy magnitudes, redshift, extent, astrometry, quasar M_i and BH mass."
+    """Classes and what each object is: a point component (star, quasar nucleus) and an extended one (galaxy, host)
+    as ugrizy magnitudes (inf where absent), the extended part's half-light radius, redshift, astrometry, M_i, M_BH."""
     cls = rng.choice(len(CLASSES), size=n, p=class_fractions())
-    o = {"cls": cls, "mags": np.zeros((n, len(BANDS))), "z": np.zeros(n), "ext": np.zeros(n),
-         "plx": np.full(n, np.nan), "pmra": np.zeros(n), "pmdec": np.zeros(n),
-         "M_i": np.full(n, np.nan), "log_mbh": np.full(n, np.nan)}
+    nb = len(BANDS)
+    o = {"cls": cls, "point": np.full((n, nb), np.inf), "ext": np.full((n, nb), np.inf), "r_half": np.zeros(n),
+         "z": np.zeros(n), "plx": np.full(n, np.nan), "pmra": np.zeros(n), "pmdec": np.zeros(n),
+         "M_i": np.full(n, np.nan), "log_mbh": np.full(n, np.nan), "agn": np.zeros(n, bool)}
     s, g, q = (cls == LABELS["Star"]), (cls == LABELS["Gal"]), (cls == LABELS["Qso"])
-    o["mags"][s], _, o["plx"][s], o["pmra"][s], o["pmdec"][s] = _stars(s.sum(), rng)
-    o["mags"][g], o["z"][g], o["ext"][g] = _galaxies(g.sum(), rng)
-    o["mags"][q], o["z"][q], o["M_i"][q], o["log_mbh"][q], o["ext"][q] = _quasars(q.sum(), rng)
+    o["point"][s], _, o["plx"][s], o["pmra"][s], o["pmdec"][s] = _stars(s.sum(), rng)
+    o["ext"][g], o["z"][g], o["r_half"][g] = _galaxies(g.sum(), rng)
+    (o["point"][q], o["ext"][q], o["r_half"][q], o["z"][q], o["M_i"][q], o["log_mbh"][q], o["agn"][q]) = _quasars(q.sum(), rng)
     o["plx"][~s] = 0.0
     return o
 
-def _quasar_variability(t, z, M_i, log_mbh, rng, band_correlation):
-    "DRW magnitude offsets (nq, 5, E) of quasars, one DRW shared by the bands; with the observed tau and SF_inf."
+def _quasar_variability(t, z, M_i, log_mbh, rng, band_correlation=None):
+    """DRW magnitude offsets (nq, 5, E) of quasar nuclei from MacLeod et al. (2010) eq. 7 with scatter; the bands share a
+    common DRW with correlation `band_correlation` (None: drawn per quasar from `BAND_CORRELATION`). Also returns the
+    observed tau and SF_inf per band."""
     nq = len(z)
     lam_rest = LAMBDA_EFF[None, :5] / (1 + z[:, None])
     sf_b, _ = macleod_drw(lam_rest, M_i[:, None], log_mbh[:, None])
     _, tau_rest = macleod_drw(LAMBDA_EFF[2] / (1 + z), M_i, log_mbh)
-    sf_b = sf_b * rng.lognormal(0, 0.15, (nq, 1))
-    tau_q = tau_rest * (1 + z) * rng.lognormal(0, 0.2, nq)
+    sf_b = sf_b * 10 ** rng.normal(0, MACLEOD_SF_DEX, (nq, 1))
+    tau_q = tau_rest * (1 + z) * 10 ** rng.normal(0, MACLEOD_TAU_DEX, nq)
+    rho = rng.uniform(*BAND_CORRELATION, nq) if band_correlation is None else np.full(nq, float(band_correlation))
     common = drw(t[:, 2], tau_q, 1.0, rng)
     dmag = np.zeros(t.shape)
     for b in range(5):
         own = drw(t[:, b], tau_q, 1.0, rng)
-        dmag[:, b] = sf_b[:, b, None] / np.sqrt(2) * (np.sqrt(band_correlation) * common + np.sqrt(1 - band_correlation) * own)
+        dmag[:, b] = sf_b[:, b, None] / np.sqrt(2) * (np.sqrt(rho)[:, None] * common + np.sqrt(1 - rho)[:, None] * own)
     return dmag, tau_q, sf_b
 
 def _stellar_variability(t, mags, is_star, rng, dmag, var_type):
-    "RR Lyrae (sawtooth) and low-amplitude periodic stars: fills `dmag` and `var_type` in place."
+    """Variable stars at the Sesar et al. (2007) fractions: RR Lyrae (sawtooth, P 0.45-0.8 d, g amplitude 0.5-1.3 mag)
+    and other periodic variables (0.05-0.2 mag); fills `dmag` and `var_type` in place."""
     u = rng.random(len(t))
-    rrl = is_star & (u < 0.015) & (mags[:, 1] - mags[:, 2] < 0.6)
-    per = is_star & (u >= 0.015) & (u < 0.045)
+    f_rrl = VARIABLE_STAR_FRACTION * RRLYRAE_SHARE
+    rrl = is_star & (u < f_rrl)
+    per = is_star & (u >= f_rrl) & (u < VARIABLE_STAR_FRACTION)
     scale = (LAMBDA_EFF[:5] / LAMBDA_EFF[1]) ** -0.6
     if rrl.any():
         P, A = rng.uniform(0.45, 0.8, rrl.sum()), rng.uniform(0.5, 1.3, rrl.sum())
@@ -223,15 +337,21 @@ def _stellar_variability(t, mags, is_star, rng, dmag, var_type):
         dmag[rrl] = -A[:, None, None] * scale[None, :, None] * (shape - 0.5)
         var_type[rrl] = VAR_TYPES.index("rrlyrae")
     if per.any():
-        P, A = 10 ** rng.uniform(-1, 1.5, per.sum()), 10 ** rng.uniform(-1.7, -0.7, per.sum())
+        P, A = 10 ** rng.uniform(-1, 1.5, per.sum()), 10 ** rng.uniform(-1.3, -0.7, per.sum())
         ph = rng.uniform(0, 2 * np.pi, per.sum())[:, None, None]
         dmag[per] = A[:, None, None] * scale[None, :, None] * np.sin(2 * np.pi * t[per] / P[:, None, None] + ph)
         var_type[per] = VAR_TYPES.index("periodic")
 
-def _epoch_photometry(t, m_epoch, rng):
-    "Forced photometry of each visit: fluxes with noise, ~2% flagged epochs lost, magnitudes NaN for non-positive flux."
-    err_true = mag_err(m_epoch, M5_EPOCH[:5, None], GAMMA[:5, None])
-    f_true = mag_to_njy(m_epoch)
+def _delta_error(sigma_ps, r_half, seeing):
+    "Error of psf-minus-model: the psf error and the model error (a wider profile, more sky) in quadrature, plus PSF errors."
+    sg2, sp2 = (1.03 * r_half) ** 2, (seeing / 2.3548) ** 2
+    return np.sqrt(sigma_ps ** 2 * (2 + sg2 / sp2) + PSF_MODEL_SCATTER ** 2)
+
+def _epoch_photometry(t, f_true, seeing, rng):
+    """Forced PSF photometry of each visit: the epoch's depth follows its seeing (m5 - 2.5 log10(seeing / median),
+    Ivezic et al. 2019 eq. 6), fluxes with noise, ~2% flagged epochs lost, magnitudes NaN for non-positive flux."""
+    m5 = M5_EPOCH[None, :5, None] - 2.5 * np.log10(seeing / (SEEING_MEDIAN * (LAMBDA_EFF[None, :5, None] / LAMBDA_EFF[2]) ** -0.2))
+    err_true = mag_err(njy_to_mag(f_true), m5, GAMMA[None, :5, None])
     f_err = f_true * err_true / 1.0857
     flux = f_true + f_err * rng.normal(size=f_true.shape)
     flux[np.isnan(t)] = np.nan
@@ -240,22 +360,35 @@ def _epoch_photometry(t, m_epoch, rng):
     mag = njy_to_mag(flux)
     with np.errstate(divide="ignore", invalid="ignore"):
         magerr = np.where(np.isfinite(mag), 1.0857 * f_err / flux, np.nan)
-    return {"lc_mjd": t, "lc_mag": mag, "lc_magerr": magerr, "lc_flux": flux, "lc_fluxerr": f_err}
+    return {"lc_mjd": t, "lc_mag": mag, "lc_magerr": magerr, "lc_flux": flux, "lc_fluxerr": f_err}, err_true
 
-def _coadd_photometry(t, m_epoch, mags, ext_true, rng):
-    "Object-table photometry: coadded psf and model fluxes and magnitudes, their errors, extendedness and colours."
+def _coadd_photometry(t, F_point, F_ext, r_half, seeing, err_epoch, rng):
+    """Object-table photometry at the median seeing: coadded psf flux (the point part plus the PSF-weighted share of the
+    extended part) and model flux (all of it), their errors, extendedness (the fraction of epochs whose measured
+    psf-minus-model exceeds `EXTENDED_CUT`; y, without epochs: its probability at the coadd) and colours. `F_point`
+    (n, 6) is the point part's mean flux over the epochs, `F_ext` (n, 6) the extended part's."""
     from scipy.special import ndtr
-    n, nb = len(mags), len(BANDS)
-    mean_m = np.where(np.isnan(t[:, :1, :]), np.nan, m_epoch).copy()
-    mean_m = np.concatenate([np.nanmean(mean_m, -1), mags[:, 5:]], 1)          # y: no light curve
-    ps_err = mag_err(mean_m, M5_COADD, GAMMA)
-    ps_flux = mag_to_njy(mean_m) * (1 + ps_err / 1.0857 * rng.normal(size=(n, nb)))
-    ps_flux_err = mag_to_njy(mean_m) * ps_err / 1.0857
-    ext_meas = ext_true[:, None] + np.sqrt(2) * np.minimum(ps_err, 0.5) * np.clip(rng.normal(size=(n, nb)), -3, 3)
-    bd_flux, bd_flux_err = ps_flux * 10 ** (0.4 * ext_meas), ps_flux_err * 10 ** (0.4 * ext_true[:, None])
-    counts = (~np.isnan(t[:, 2])).sum(1)
-    p_ext = ndtr((ext_true[:, None] - 0.145) / (np.sqrt(2) * mag_err(mean_m, M5_EPOCH, GAMMA)))
-    extendedness = rng.binomial(counts[:, None], p_ext) / counts[:, None]
+    n, nb = len(F_ext), len(BANDS)
+    see_med = SEEING_MEDIAN * (LAMBDA_EFF / LAMBDA_EFF[2]) ** -0.2
+    share = 10 ** (-0.4 * psf_minus_model(r_half[:, None], see_med[None]))
+    ps_true, bd_true = F_point + F_ext * share, F_point + F_ext
+    ps_err = mag_err(njy_to_mag(ps_true), M5_COADD, GAMMA)
+    ps_flux_err = ps_true * ps_err / 1.0857
+    d_err = _delta_error(ps_err, r_half[:, None], see_med[None])
+    bd_err = np.sqrt(np.maximum(d_err ** 2 - ps_err ** 2, 0))
+    ps_flux = ps_true + ps_flux_err * rng.normal(size=(n, nb))
+    bd_flux_err = bd_true * bd_err / 1.0857
+    bd_flux = bd_true + bd_flux_err * rng.normal(size=(n, nb))
+    # per epoch: the psf-minus-model difference at that epoch's seeing, against its noise
+    sh_e = 10 ** (-0.4 * psf_minus_model(r_half[:, None, None], seeing))
+    Fp = F_point[:, :5, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_e = -2.5 * np.log10((Fp + F_ext[:, :5, None] * sh_e) / (Fp + F_ext[:, :5, None]))
+    p_ext = ndtr((d_e - EXTENDED_CUT) / _delta_error(np.minimum(err_epoch, 2.0), r_half[:, None, None], seeing))
+    ok = ~np.isnan(t)
+    counts = np.maximum(ok.sum(-1), 1)
+    extendedness = np.concatenate([((rng.random(p_ext.shape) < p_ext) & ok).sum(-1) / counts, np.full((n, 1), np.nan)], 1)
+    extendedness[:, 5] = ndtr((-2.5 * np.log10(ps_true[:, 5] / bd_true[:, 5]) - EXTENDED_CUT) / d_err[:, 5])   # y: coadd only
     out = {}
     for k, b in enumerate(BANDS):
         out[f"psFlux_{b}"], out[f"psFluxErr_{b}"] = ps_flux[:, k], ps_flux_err[:, k]
@@ -268,36 +401,52 @@ def _coadd_photometry(t, m_epoch, mags, ext_true, rng):
         a, b = BANDS[k], BANDS[k + 1]
         out[f"stdColor_{k}"] = out[f"psMag_{a}"] - out[f"psMag_{b}"]
         out[f"stdColorErr_{k}"] = np.hypot(out[f"psMagErr_{a}"], out[f"psMagErr_{b}"])
-    return out, mean_m[:, 2]
+    return out, njy_to_mag(ps_true[:, 2]), -2.5 * np.log10(ps_true[:, 2] / bd_true[:, 2])
 
-def _astrometry(o, r_mag, rng):
-    "Gaia-like proper motions and parallaxes, only for point sources brighter than r = 20.7 (NaN otherwise)."
+def _astrometry(o, r_mag, delta_r, rng):
+    "Gaia-like proper motions and parallaxes, only for point-like sources (psf-minus-model < the cut) brighter than r = 20.7."
     n = len(r_mag)
-    gaia = (r_mag < 20.7) & (o["ext"] < 0.3)
+    gaia = (r_mag < 20.7) & (delta_r < EXTENDED_CUT)
     pm_err = 0.05 * 10 ** (0.2 * (np.clip(r_mag, 13, None) - 15))
     return {"psPm_ra": np.where(gaia, o["pmra"] + pm_err * rng.normal(size=n), np.nan),
             "psPm_dec": np.where(gaia, o["pmdec"] + pm_err * rng.normal(size=n), np.nan),
             "psParallax": np.where(gaia, o["plx"] + pm_err * rng.normal(size=n), np.nan)}
 
+def noisy_labels(cls, rng: np.random.Generator, rate: float = LABEL_NOISE) -> np.ndarray:
+    "Labels with a fraction `rate` replaced by one of the other classes, uniformly (the truth stays in `cls`)."
+    if not 0 <= rate < 1: raise ValueError(f"label noise rate must be in [0, 1), got {rate}")
+    cls = np.asarray(cls)
+    flip = rng.random(len(cls)) < rate
+    return np.where(flip, (cls + rng.integers(1, len(CLASSES), len(cls))) % len(CLASSES), cls).astype(np.int8)
+
 def simulate_survey(n: int, rng: np.random.Generator, n_visits: int = 60, years: int = 10,
-                    max_visits: int | None = None, band_correlation: float = 0.9):
+                    max_visits: int | None = None, band_correlation: float | None = None, label_noise: float = LABEL_NOISE):
     "Simulate `n` Stripe-82-like objects: Object columns, ugriz light curves and the truth (a bank simulator)."
     o = _intrinsic(n, rng)
     cls, z = o["cls"], o["z"]
     t, _ = stripe82_cadence(n, rng, n_visits, years, max_visits)
+    seeing = epoch_seeing(t, rng)
     dmag, var_type = np.zeros((n, 5, t.shape[-1])), np.zeros(n, np.int8)
     tau_obs, sf = np.full(n, np.nan), np.full((n, 5), np.nan)
     q = cls == LABELS["Qso"]
     if q.any():
         dmag[q], tau_obs[q], sf[q] = _quasar_variability(t[q], z[q], o["M_i"][q], o["log_mbh"][q], rng, band_correlation)
         var_type[q] = VAR_TYPES.index("drw")
-    _stellar_variability(t, o["mags"], cls == LABELS["Star"], rng, dmag, var_type)
-    m_epoch = o["mags"][:, :5, None] + dmag
-    lcs = _epoch_photometry(t, m_epoch, rng)
-    phot, r_mag = _coadd_photometry(t, m_epoch, o["mags"], o["ext"], rng)
-    out = {"cls": cls.astype(np.int8), "var_type": var_type, "drw_tau_obs": tau_obs, "drw_sf": sf,
+    _stellar_variability(t, o["point"], cls == LABELS["Star"], rng, dmag, var_type)
+    F_point, F_ext = mag_to_njy(o["point"]), mag_to_njy(o["ext"])             # inf magnitude -> zero flux
+    Fp_epoch = F_point[:, :5, None] * 10 ** (-0.4 * dmag)
+    zp = 10 ** (-0.4 * rng.normal(0, ZP_SCATTER, t.shape))
+    f_true = (Fp_epoch + F_ext[:, :5, None] * 10 ** (-0.4 * psf_minus_model(o["r_half"][:, None, None], seeing))) * zp
+    lcs, err_epoch = _epoch_photometry(t, f_true, seeing, rng)
+    with np.errstate(invalid="ignore"):
+        Fp_mean = np.concatenate([np.nanmean(np.where(np.isnan(t), np.nan, Fp_epoch), -1), F_point[:, 5:]], 1)
+    Fp_mean = np.where(np.isfinite(Fp_mean), Fp_mean, F_point)               # objects without epochs: the mean flux
+    phot, r_mag, delta_r = _coadd_photometry(t, Fp_mean, F_ext, o["r_half"], seeing, err_epoch, rng)
+    out = {"cls": cls.astype(np.int8), "label_cls": noisy_labels(cls, rng, label_noise), "var_type": var_type,
+           "drw_tau_obs": tau_obs, "drw_sf": sf, "M_i": o["M_i"], "log_mbh": o["log_mbh"], "r_half": o["r_half"], "agn": o["agn"].astype(np.int8),
+           "host_fraction_r": np.where(np.isfinite(F_ext[:, 2]) & (F_ext[:, 2] > 0), F_ext[:, 2] / (F_point[:, 2] + F_ext[:, 2]), 0.0),
            "ra": np.mod(rng.uniform(-50, 60, n), 360.0), "dec": rng.uniform(-1.26, 1.26, n)}
-    out.update(_astrometry(o, r_mag, rng)); out.update(phot)
+    out.update(_astrometry(o, r_mag, delta_r, rng)); out.update(phot)
     star = cls == LABELS["Star"]
     out["z"] = np.where(star, 0.0, z)
     pz = z + 0.04 * (1 + z) * rng.normal(size=n)
@@ -307,17 +456,19 @@ def simulate_survey(n: int, rng: np.random.Generator, n_visits: int = 60, years:
 
 # %% ../../nbs/21_agn_sim.ipynb #3bf48a69
 OBJECT_LABELS = np.array(CLASSES)
+TRUTH_COLUMNS = ("cls", "label_cls", "var_type", "drw_tau_obs", "M_i", "log_mbh", "r_half", "agn", "host_fraction_r")
 
 def _object_frame(c: dict, offset: int):
     import pandas as pd
     n = len(c["cls"])
-    skip = {"cls", "var_type", "drw_tau_obs", "drw_sf"}
+    skip = {"drw_sf", *TRUTH_COLUMNS}
     df = pd.DataFrame({"objectId": np.arange(offset, offset + n, dtype=np.int64),
                        **{k: v for k, v in c.items() if not k.startswith("lc_") and k not in skip}})
-    label = OBJECT_LABELS[c["cls"]].astype(object)
-    q = c["cls"] == LABELS["Qso"]
+    written = c.get("label_cls", c["cls"])
+    label = OBJECT_LABELS[written].astype(object)
+    q = (written == LABELS["Qso"]) & (c["cls"] == LABELS["Qso"])
     label[q & (c["z"] > 3.0)] = "highZQso"
-    label[q & (c["z"] < 0.5) & (df["objectId"].to_numpy() % 10 == 0)] = "Agn"
+    if "agn" in c: label[q & (c["agn"] > 0)] = "Agn"
     df["class"] = label
     for b in BANDS: df[f"flags_{b}"] = 0.0
     return df
@@ -328,7 +479,7 @@ def _forced_frame(c: dict, offset: int):
     ids = np.broadcast_to(np.arange(offset, offset + n, dtype=np.int64)[:, None, None], (n, nb, E))
     filt = np.broadcast_to(np.arange(nb, dtype=np.int64)[None, :, None], (n, nb, E))
     ok = np.isfinite(c["lc_flux"])
-    mean_flux = np.nanmean(c["lc_flux"], -1, keepdims=True)
+    mean_flux = np.nanmean(np.where(ok, c["lc_flux"], np.nan), -1, keepdims=True) if ok.any() else np.zeros((n, nb, 1))
     df = pd.DataFrame({"objectId": ids[ok], "mjd": c["lc_mjd"][ok].astype(np.float64),
                        "psMag": c["lc_mag"][ok].astype(np.float64), "psMagErr": c["lc_magerr"][ok].astype(np.float64),
                        "flags": np.zeros(ok.sum(), np.int64), "psFlux": c["lc_flux"][ok].astype(np.float64),
@@ -350,7 +501,7 @@ def write_tables(bank, out_dir, truth: bool = True) -> dict:
             frames = {"ObjectTable": _object_frame(c, offset), "ForcedSourceTable": _forced_frame(c, offset)}
             if truth:
                 frames["Truth"] = pd.DataFrame({"objectId": np.arange(offset, offset + n, dtype=np.int64),
-                                                "cls": c["cls"], "var_type": c["var_type"], "drw_tau_obs": c["drw_tau_obs"],
+                                                **{k: c[k] for k in TRUTH_COLUMNS if k in c},
                                                 **{f"drw_sf_{b}": c["drw_sf"][:, k] for k, b in enumerate(LC_BANDS)}})
             for k, df in frames.items():
                 t = pa.Table.from_pandas(df, preserve_index=False)
