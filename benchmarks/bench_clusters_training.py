@@ -73,12 +73,12 @@ def main(argv=None):
     for name in a.configs:
         kw = CONFIGS[name]
         t0 = time.perf_counter()
-        p = inf.train_npe(theta, x, sim.PRIOR, max_num_epochs=a.max_epochs, device="cpu", seed=0, show_progress=False, **kw)
+        p = inf.train_npe(theta, x, sim.PRIOR, max_epochs=a.max_epochs, device="cpu", seed=0, show_progress=False, **kw)
         seconds = time.perf_counter() - t0
         if refs is None:   # references once, with the first network as the importance-sampling proposal
             refs = [inf.importance_sample(p, like, model.features(xo), 500, seed=i, n_proposal=5000, args=(xo,),
                                           on_unreliable="ignore") for i, xo in enumerate(x_mock)]
-        s = model.sample_in_prior(p, model.features(x_mock), 500).samples
+        s = inf.sample_in_prior(p, model.features(x_mock), 500).samples
         cmp = inf.compare_posteriors(s, [r.samples for r in refs], names=sim.PRIOR.names).summary
         base = base or seconds
         print(f"{name:26s} {len(p.history):4d} epochs {seconds:6.0f} s ({seconds / base:4.1f}x the first)  "

@@ -50,14 +50,14 @@ def main(argv=None):
     lg = LinearGaussian(A=np.random.default_rng(3).normal(size=(8, 5)), sigma=0.5, bound=3.0)
     n = a.n_samples
     npe_kw = dict(estimator="maf", hidden_features=32, num_transforms=3, learning_rate=1e-3, training_batch_size=100,
-                  stop_after_epochs=10, max_num_epochs=150, device=dev, show_progress=False)
+                  stop_after_epochs=10, max_epochs=150, device=dev, show_progress=False)
     mcmc_kw = dict(n_samples=n, n_walkers=32, n_burn=300, n_steps=a.mcmc_steps, moves=a.mcmc_moves)
     ns_kw = dict(n_samples=n, n_live=a.nautilus_live, n_networks=a.nautilus_networks)
 
     # warm-up: first training, sampling, importance sampling, MCMC and nested sampling in this process (not timed)
     th = lg.prior.sample(500, seed=1)
     xw = lg.simulate(th[:10], rng=2)
-    warm = train_npe(th, lg.simulate(th, rng=1), lg.prior, **{**npe_kw, "max_num_epochs": 3})
+    warm = train_npe(th, lg.simulate(th, rng=1), lg.prior, **{**npe_kw, "max_epochs": 3})
     warm.sample_batched(xw, 100)
     importance_sample(warm, lg.log_likelihood, xw[0], 100, n_proposal=1000, args=(xw[0],), on_unreliable="ignore")
     run_emcee(lg.log_likelihood, lg.prior, n_samples=64, n_walkers=32, n_burn=20, args=(xw[0],), moves=a.mcmc_moves)

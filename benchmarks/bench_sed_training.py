@@ -60,7 +60,7 @@ def main(argv=None):
         cfg = dict(CONFIGS[name]); batch = cfg.pop("training_batch_size")
         t0 = time.perf_counter()
         with model.expected_warnings():
-            p = inf.train_npe(tr["theta"], tr["x"], PRIOR, **cfg, max_num_epochs=a.max_epochs, training_batch_size=batch,
+            p = inf.train_npe(tr["theta"], tr["x"], PRIOR, **cfg, max_epochs=a.max_epochs, training_batch_size=batch,
                               device="cpu", seed=0, show_progress=False)
         seconds = time.perf_counter() - t0
         s = model.sample_npe(p, x_obs, 1000, snr=snr, seed=0).samples

@@ -38,9 +38,12 @@ def test_reference_posteriors_mcmc_and_comparison(npe):
     post = npe[0]
     like = model.GaussianLikelihood(COV)
     th, x = ev.reference_mocks(2, np.random.default_rng(1), COV)
-    refs, methods, runs = ev.reference_posteriors(post, like, x, 200, 2000, seed=0)
+    ref = ev.reference_posteriors(post, like, x, 200, 2000, seed=0)
+    assert isinstance(ref, inf.References) and ref.seconds > 0
+    refs, methods, runs = ref.samples, ref.methods, ref.is_runs
     assert refs.shape == (2, 200, 2) and len(methods) == len(runs) == 2
-    assert set(methods) <= {"importance sampling", "nautilus"}
+    assert set(methods) <= {"importance sampling", "nautilus", "nautilus (not converged)"}
+    assert sorted(ref.fallback_runs) == [i for i, m in enumerate(methods) if m.startswith("nautilus")]
     assert ev.mcmc_posteriors(like, sim.PRIOR, x, 0, 200, 16, 10, 40) == []
     mc = ev.mcmc_posteriors(like, sim.PRIOR, x, 1, 200, 16, 50, 150)
     assert len(mc) == 1 and inf.c2st_score(refs[0], mc[0].samples) < 0.8
@@ -74,32 +77,42 @@ def test_catalog_posterior_from_a_file_the_test_writes(npe, tmp_path):
 
 def test_variant_calibration_and_width_vs_n_train(npe, tmp_path):
     row = ev.variant_calibration("5p", 300, 15, 30, tmp_path, max_epochs=2)
-    assert {"frac_truth_within_2sigma", "coverage_max_dev", "coverage_noise_floor_p95", "std_omega_m", "sampling"} <= set(row)
+    assert {"frac_truth_within_2sigma", "coverage_max_dev", "coverage_noise_floor_p95", "std_omega_m", "sampling",
+            "within_2sigma", "u"} <= set(row)
+    assert row["within_2sigma"].shape == (15, 2) and row["u"].shape == (15, 5) and "max_epochs = 2" in row["training"]
     post, theta, x = npe
     w = ev.width_vs_n_train(theta, x, sim.PRIOR, [0.5, 1.0], x[:4], max_epochs=2, n=50, trained={600: post})
     assert sorted(w) == [300, 600] and w[600].shape == (2,)
 
 
 def test_clusters_claims_rows_and_verdicts():
-    "The claims table: rows with exactly the contract's keys; a calibrated toy is reproduced, a shifted one is not."
+    "Claim rows with the protocol's keys: a calibrated toy is reproduced, a shifted one is not, a small one is inconclusive."
     from types import SimpleNamespace
     import pandas as pd
+    from astro_nb.claims import ROW_KEYS, check_rows
 
     class Gauss:   # the toy's posterior: a unit Gaussian around x
         def log_prob(self, th, xo): return -0.5 * ((np.asarray(th) - xo) ** 2).sum(-1)
 
     def comparison(c2st): return SimpleNamespace(table=pd.DataFrame({"c2st": c2st}), summary={"c2st_noise_floor": 0.52})
     rng = np.random.default_rng(0)
-    mu = rng.normal(size=(300, 2)); s = mu[:, None] + rng.normal(size=(300, 400, 2)); t = mu + rng.normal(size=(300, 2))
-    variant = {"5p": dict(frac_truth_within_2sigma=0.95, frac_truth_within_2sigma_low=0.92, frac_truth_within_2sigma_high=0.97)}
+    mu = rng.normal(size=(2000, 2)); s = mu[:, None] + rng.normal(size=(2000, 300, 2)); t = mu + rng.normal(size=(2000, 2))
+    variant = {"5p": dict(u=inf.quantile_of_truth(s, t), within_2sigma=ev.within_2sigma(s, t), coverage_noise_floor_p95=0.04)}
     good = ev.clusters_claims(Gauss(), s, t, mu, ev.calibration(s, t, ["a", "b"])["coverage"], comparison(np.full(20, 0.53)),
-                              variant, n_boot=200)
+                              variant, halo_inside=np.r_[np.ones(950), np.zeros(50)], n_boot=200)
     bad = ev.clusters_claims(Gauss(), s + 1.0, t, mu + 1.0, ev.calibration(s + 1.0, t, ["a", "b"])["coverage"],
-                             comparison(np.full(20, 0.8)), n_boot=200)
-    keys = {"claim", "measured", "uncertainty", "paper", "verdict"}
-    assert all(set(r) == keys for r in good + bad) and len(good) == 4 and len(bad) == 3
-    assert [r["verdict"] for r in good] == ["reproduced"] * 4
-    assert [r["verdict"] for r in bad] == ["not reproduced"] * 3
-    assert [r["paper"] for r in good] == [1.0, 1.0, "like the MCMC's (no number)", "calibrated (no number)"]
-    lo, hi = (float(v) for v in good[0]["uncertainty"].strip("[]").split(","))
-    assert lo <= good[0]["measured"] <= hi
+                             comparison(np.full(20, 0.8)), variant, halo_inside=np.ones(200), n_boot=200)
+    few = ev.clusters_claims(Gauss(), s[:30], t[:30], mu[:30], ev.calibration(s[:30], t[:30], ["a", "b"])["coverage"],
+                             comparison([0.5, 0.6, 0.9]), n_boot=200)
+    check_rows(good + bad + few)
+    assert all(set(r) == set(ROW_KEYS) for r in good + bad + few) and len(good) == len(bad) == 7 and len(few) == 3
+    assert [r["verdict"] for r in good] == ["reproduced"] * 7
+    # shifted by one sigma: the 2-sigma rows fall below the region, C2ST and coverage far above theirs; every truth
+    # inside on a halo set (1.0 [0.98, 1]) is above what a calibrated posterior holds: not "all within 2 sigma" = good
+    assert [r["verdict"] for r in bad[:3]] == ["not reproduced"] * 3 and bad[-1]["verdict"] == "inconclusive"
+    assert [r["verdict"] for r in few] == ["inconclusive"] * 3
+    assert [r["unit"] for r in good[:3]] == ["mocks", "reference mocks", "mocks"] and good[0]["n"] == 2000
+    assert good[0]["accept"] == pytest.approx(list(inf.two_sigma_region(2))) and good[4]["accept"] == pytest.approx(list(inf.two_sigma_region(1)))
+    assert good[1]["accept"] == [None, pytest.approx(0.52 + inf.C2ST_MARGIN)] and good[2]["accept"] == [None, inf.COVERAGE_TOLERANCE]
+    assert good[-1]["claim"].startswith("cross-simulator") and good[-1]["low"] <= 0.95 <= good[-1]["high"]
+    assert "5p variant" in good[3]["claim"] and "Omega_m" in good[4]["claim"] and "sigma_8" in good[5]["claim"]

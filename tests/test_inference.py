@@ -30,7 +30,7 @@ def npe(lg):
     x[7:10, 0] = np.inf
     with pytest.warns(UserWarning, match="dropped 10 of 3000"):
         post = train_npe(theta, x, lg.prior, estimator="mdn", hidden_features=50, num_components=2,
-                         learning_rate=1e-3, training_batch_size=100, stop_after_epochs=15, max_num_epochs=120,
+                         learning_rate=1e-3, training_batch_size=100, stop_after_epochs=15, max_epochs=120,
                          show_progress=False)
     return post
 
@@ -263,7 +263,7 @@ def test_ensemble_of_two(lg, tmp_path):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Maximum number of epochs.*")
         ens = train_npe(theta, x, lg.prior, estimator="mdn", hidden_features=16, num_components=1, ensemble=2,
-                        max_num_epochs=3, show_progress=False, figure_path=tmp_path / "curves.png")
+                        max_epochs=3, show_progress=False, figure_path=tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert ens.history["member"].nunique() == 2 and len(ens.estimators) == 2
     with warnings.catch_warnings():      # three epochs leave mass outside the prior: sbi says so, expected here

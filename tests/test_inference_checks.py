@@ -200,3 +200,35 @@ def test_compare_posteriors_bad_input(small):
     with pytest.raises(ValueError, match=r"ref_samples\[2\] contains NaN"): compare_posteriors(npe, bad)
     flat = ref.copy(); flat[1, :, 0] = 1.0
     with pytest.raises(ValueError, match="zero spread"): compare_posteriors(npe, flat)
+
+
+def test_two_sigma_region_and_claim_settings():
+    from scipy.stats import norm
+    from astro_nb.inference import C2ST_MARGIN, COVERAGE_TOLERANCE, WIDTH_BAND, two_sigma_region
+    assert (WIDTH_BAND, COVERAGE_TOLERANCE, C2ST_MARGIN) == ((0.8, 1.25), 0.1, 0.05)
+    lo, hi = two_sigma_region(1)
+    assert lo == pytest.approx(2 * norm.cdf(1.6) - 1, abs=1e-3) and hi == pytest.approx(2 * norm.cdf(2.5) - 1, abs=1e-3)
+    lo2, hi2 = two_sigma_region(2)
+    assert lo2 < lo < 0.9545 < hi < hi2 < 1
+    assert two_sigma_region(3, (1.0, 1.0)) == pytest.approx((0.9545, 0.9545))
+    with pytest.raises(ValueError, match="bad"): two_sigma_region(0)
+    with pytest.raises(ValueError, match="bad"): two_sigma_region(1, (1.1, 1.2))
+    # the coverage tolerance is what the band's edges do to a 68.3% interval
+    assert [abs(2 * norm.cdf(s) - 1 - 0.6827) for s in WIDTH_BAND] == pytest.approx([COVERAGE_TOLERANCE] * 2, abs=0.01)
+
+
+def test_training_summary_and_table(lg):
+    import warnings
+    from astro_nb.inference import train_npe
+    from astro_nb.inference import stopped_at_cap, training_summary, training_table
+    theta = lg.prior.sample(500, seed=0); x = lg.simulate(theta, rng=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        short = train_npe(theta, x, lg.prior, estimator="mdn", hidden_features=10, num_components=1, max_epochs=2,
+                          show_progress=False)
+        done = train_npe(theta, x, lg.prior, estimator="mdn", hidden_features=10, num_components=1, max_epochs=200,
+                         learning_rate=5e-2, stop_after_epochs=2, show_progress=False)
+    assert stopped_at_cap(short) and not stopped_at_cap(done)
+    assert "stopped at max_epochs = 2" in training_summary(short) and "converged" in training_summary(done)
+    t = training_table({"short": short, "done": done})
+    assert t["stopped_at_cap"].tolist() == [True, False] and t.loc["short", "epochs"] == 2

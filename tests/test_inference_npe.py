@@ -21,7 +21,7 @@ from astro_nb.inference import LinearGaussian, data_fingerprint, load_posterior,
 torch.set_num_threads(1)
 
 KW = dict(estimator="mdn", hidden_features=16, num_components=1, learning_rate=1e-3, training_batch_size=50,
-          stop_after_epochs=8, max_num_epochs=6, show_progress=False)
+          stop_after_epochs=8, max_epochs=6, show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -120,20 +120,20 @@ def test_kill9_during_training_resumes_bitwise(data, lg, tmp_path, monkeypatch):
     assert seen is not None, f"the child ended (rc {proc.returncode}) before 2 epochs were checkpointed:\n{out}"
     assert proc.returncode == -signal.SIGKILL
     killed = torch.load(ck, weights_only=True)
-    assert not killed["finished"] and killed["current"]["epoch"] < KW["max_num_epochs"]
+    assert not killed["finished"] and killed["current"]["epoch"] < KW["max_epochs"]
     done = killed["current"]["epoch"]
     calls = count_epochs(monkeypatch)
     resumed = quiet_train(theta, x, lg.prior, checkpoint=ck, **KW)
-    assert len(calls) == KW["max_num_epochs"] - done            # continued, not restarted
+    assert len(calls) == KW["max_epochs"] - done            # continued, not restarted
     straight = quiet_train(theta, x, lg.prior, **KW)
     assert_same_weights(resumed, straight)
     assert resumed.history[["epoch", "train_loss", "val_loss"]].equals(straight.history[["epoch", "train_loss", "val_loss"]])
-    assert len(resumed.history) == KW["max_num_epochs"]
+    assert len(resumed.history) == KW["max_epochs"]
 
 
 def test_ensemble_resumes_in_second_member_and_finished_is_not_retrained(data, lg, tmp_path, monkeypatch):
     theta, x = data
-    ck, kw = tmp_path / "ens.pt", dict(KW, ensemble=2, max_num_epochs=4)
+    ck, kw = tmp_path / "ens.pt", dict(KW, ensemble=2, max_epochs=4)
     with pytest.raises(Interrupt):
         quiet_train(theta, x, lg.prior, checkpoint=ck, callback=interrupt_at(1, 2), **kw)
     state = torch.load(ck, weights_only=True)
@@ -155,7 +155,7 @@ def test_ensemble_resumes_in_second_member_and_finished_is_not_retrained(data, l
 
 def test_early_stopping_keeps_best_weights(data, lg):
     theta, x = data
-    post = quiet_train(theta, x, lg.prior, **dict(KW, learning_rate=5e-2, stop_after_epochs=2, max_num_epochs=40))
+    post = quiet_train(theta, x, lg.prior, **dict(KW, learning_rate=5e-2, stop_after_epochs=2, max_epochs=40))
     h = post.history
     best = int(h["val_loss"].idxmin())
     assert len(h) == best + 1 + 2            # stopped two epochs after the best one
@@ -166,19 +166,36 @@ def test_early_stopping_keeps_best_weights(data, lg):
 
 # ---------------------------------------------------------------- stale results
 
+def test_one_name_per_knob_max_epochs(data, lg, tmp_path):
+    "The old keyword is refused by name; a checkpoint written under the old config key still resumes."
+    theta, x = data
+    with pytest.raises(TypeError, match="`max_num_epochs` is now `max_epochs`"):
+        train_npe(theta, x, lg.prior, **dict(KW, max_epochs=2, max_num_epochs=2))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        train_npe(theta, x, lg.prior, max_epoch=2)
+    ck = tmp_path / "old.pt"
+    post = quiet_train(theta, x, lg.prior, checkpoint=ck, **dict(KW, max_epochs=2))
+    assert post.config["max_epochs"] == 2 and "max_num_epochs" not in post.config
+    old = torch.load(ck, weights_only=True)
+    old["config"] = {("max_num_epochs" if k == "max_epochs" else k): v for k, v in old["config"].items()}
+    torch.save(old, ck)                                    # as written before the rename
+    again = train_npe(theta, x, lg.prior, checkpoint=ck, **dict(KW, max_epochs=2))
+    assert again.history.equals(post.history)
+
+
 def test_stale_checkpoint_is_refused_naming_each_difference(data, lg, tmp_path):
     theta, x = data
     ck = tmp_path / "c.pt"
-    quiet_train(theta, x, lg.prior, checkpoint=ck, **dict(KW, max_num_epochs=2))
-    with pytest.raises(ValueError, match="max_num_epochs: 2 in the checkpoint, 40 asked") as e:
-        train_npe(theta, x, lg.prior, checkpoint=ck, **dict(KW, max_num_epochs=40, seed=3))
+    quiet_train(theta, x, lg.prior, checkpoint=ck, **dict(KW, max_epochs=2))
+    with pytest.raises(ValueError, match="max_epochs: 2 in the checkpoint, 40 asked") as e:
+        train_npe(theta, x, lg.prior, checkpoint=ck, **dict(KW, max_epochs=40, seed=3))
     assert "seed: 0 in the checkpoint, 3 asked" in str(e.value) and f"Delete {ck}" in str(e.value)
     other = make_prior([("theta0", -3, 3), ("theta1", -3, 4)])
     with pytest.raises(ValueError, match=r"prior high: \[3.0, 3.0\] in the checkpoint, \[3.0, 4.0\] asked"):
-        train_npe(theta, x, other, checkpoint=ck, **dict(KW, max_num_epochs=2))
+        train_npe(theta, x, other, checkpoint=ck, **dict(KW, max_epochs=2))
     x2 = x.copy(); x2[5, 1] += 1e-3
     with pytest.raises(ValueError, match="data fingerprint: .* in the checkpoint, .* asked"):
-        train_npe(theta, x2, lg.prior, checkpoint=ck, **dict(KW, max_num_epochs=2))
+        train_npe(theta, x2, lg.prior, checkpoint=ck, **dict(KW, max_epochs=2))
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="cannot be read"):
         train_npe(theta, x, lg.prior, checkpoint=tmp_path / "junk.pt", **KW)
@@ -197,11 +214,11 @@ def test_fingerprint(data, lines_bank):
 
 def test_load_posterior_refuses_another_training(data, lg, tmp_path):
     theta, x = data
-    post = quiet_train(theta, x, lg.prior, **dict(KW, max_num_epochs=2))
+    post = quiet_train(theta, x, lg.prior, **dict(KW, max_epochs=2))
     path = post.save(tmp_path / "p.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        back = load_posterior(path, prior=lg.prior, config={"estimator": "mdn", "max_num_epochs": 2},
+        back = load_posterior(path, prior=lg.prior, config={"estimator": "mdn", "max_epochs": 2},
                               fingerprint=data_fingerprint(theta, x))
     assert back.fingerprint == post.fingerprint == data_fingerprint(theta, x)
     assert torch.load(path, weights_only=True)["format"] == "astro_nb.npe/2"
@@ -217,7 +234,7 @@ def test_load_posterior_refuses_another_training(data, lg, tmp_path):
 
 def test_file_whose_prior_differs_from_its_network_is_refused(data, lg, tmp_path):
     theta, x = data
-    path = quiet_train(theta, x, lg.prior, **dict(KW, max_num_epochs=2)).save(tmp_path / "p.pt")
+    path = quiet_train(theta, x, lg.prior, **dict(KW, max_epochs=2)).save(tmp_path / "p.pt")
     payload = torch.load(path, weights_only=True)
     payload["prior"]["low"] = [-2.0, -3.0]
     torch.save(payload, tmp_path / "edited.pt")
@@ -227,7 +244,7 @@ def test_file_whose_prior_differs_from_its_network_is_refused(data, lg, tmp_path
 
 def test_format_1_file_loads_with_a_warning(data, lg, tmp_path):
     theta, x = data
-    post = quiet_train(theta, x, lg.prior, **dict(KW, max_num_epochs=2))
+    post = quiet_train(theta, x, lg.prior, **dict(KW, max_epochs=2))
     payload = torch.load(post.save(tmp_path / "p.pt"), weights_only=True)
     payload["format"] = "astro_nb.npe/1"; del payload["fingerprint"]
     torch.save(payload, tmp_path / "v1.pt")
@@ -263,7 +280,7 @@ def test_bank_streams_chunks_and_matches_memory(lines_bank, monkeypatch):
     def no_arrays(self, keys=None): raise AssertionError("Bank.arrays was called: the bank was loaded at once")
     monkeypatch.setattr(Bank, "chunk", spy_chunk)
     monkeypatch.setattr(Bank, "arrays", no_arrays)
-    kw = dict(KW, hidden_features=32, num_components=2, training_batch_size=100, stop_after_epochs=5, max_num_epochs=25)
+    kw = dict(KW, hidden_features=32, num_components=2, training_batch_size=100, stop_after_epochs=5, max_epochs=25)
     from_bank = quiet_train(lines_bank, None, LINE_PRIOR, keys=("theta", "x"), **kw)
     epochs = len(from_bank.history)
     assert len(loads) == lines_bank.n_chunks * (1 + epochs)      # one pass to prepare, then every chunk once per epoch
@@ -280,7 +297,7 @@ def test_bank_streams_chunks_and_matches_memory(lines_bank, monkeypatch):
 
 
 def test_bank_resume_is_bitwise_exact(lines_bank, tmp_path, monkeypatch):
-    kw = dict(KW, max_num_epochs=4)
+    kw = dict(KW, max_epochs=4)
     ck = tmp_path / "bank.pt"
     with pytest.raises(Interrupt):
         quiet_train(lines_bank.torch_dataset(["theta", "x"]), None, LINE_PRIOR, checkpoint=ck,
@@ -308,7 +325,7 @@ def test_bank_drops_nan_rows_and_rejects_bad_input(lines_bank, tmp_path):
     (path / "manifest.json").write_text(json.dumps(man))
     bank = Bank(path)
     with pytest.warns(UserWarning, match="dropped 5 of 3000"):
-        post = quiet_train(bank, None, LINE_PRIOR, **dict(KW, max_num_epochs=1))
+        post = quiet_train(bank, None, LINE_PRIOR, **dict(KW, max_epochs=1))
     assert post.n_dropped == 5 and post.config["n_train"] == 2995
     with pytest.raises(ValueError, match=r"has no arrays \['y'\] \(it holds \['theta', 'x'\]\)"):
         train_npe(bank, None, LINE_PRIOR, keys=("theta", "y"), **KW)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from astro_nb.inference import (ISResult, LinearGaussian, MCMCResult, ReferenceResult, c2st_score,
-                                check_log_likelihood, fit_generalized_pareto, importance_sample, pareto_k,
-                                run_emcee, run_nautilus, train_npe)
+from astro_nb.inference import (InPriorSamples, ISResult, LinearGaussian, MCMCResult, ReferenceResult, References,
+                                c2st_score, check_log_likelihood, fit_generalized_pareto, importance_sample, pareto_k,
+                                reference_posteriors, run_emcee, run_nautilus, sample_in_prior, train_npe)
 from astro_nb.inference.npe import NPEPosterior
 from astro_nb.inference.reference import _flow_log_prob
 
@@ -49,7 +49,7 @@ def npe(lg):
         warnings.simplefilter("ignore", UserWarning)
         return train_npe(theta, lg.simulate(theta, rng=2), lg.prior, estimator="maf", hidden_features=32,
                          num_transforms=3, learning_rate=1e-3, training_batch_size=100, stop_after_epochs=10,
-                         max_num_epochs=80, show_progress=False)
+                         max_epochs=80, show_progress=False)
 
 
 # ---------------------------------------------------------------- the three methods against the exact posterior
@@ -222,3 +222,61 @@ def test_importance_sampling_calls_the_likelihood_in_batches(lg, obs, npe):
     assert sizes[0] == 8 and max(sizes[1:]) == 300 and sum(sizes) == r.n_likelihood_calls
     whole = importance_sample(npe, lg.log_likelihood, x_o, 100, n_proposal=1000, args=(x_o,))
     assert np.allclose(r.weights, whole.weights) and np.array_equal(r.samples, whole.samples)
+
+
+# ---------------------------------------------------------------- in-prior sampling and references for many observations
+
+def test_sample_in_prior_batched_inside_and_seeded(lg, npe):
+    theta = lg.prior.sample(6, seed=3) * 0.5
+    x = lg.simulate(theta, rng=4)
+    res = sample_in_prior(npe, x, 300, seed=0)
+    assert isinstance(res, InPriorSamples) and res.samples.shape == (6, 300, 5) and res.counts() == {"rejection": 6}
+    assert np.isfinite(lg.prior.log_prob(res.samples.reshape(-1, 5))).all()
+    assert ((res.acceptance > 0.5) & (res.acceptance <= 1)).all() and res.seconds > 0
+    np.testing.assert_array_equal(sample_in_prior(npe, x, 300, seed=0).samples, res.samples)
+    # the rejection target is the flow restricted to the prior: its draws match the flow's own rejection sampling
+    assert c2st_score(res.samples[0], npe.sample(x[0], 300, seed=9)) < 0.62
+
+
+def test_sample_in_prior_leaky_observation(lg, npe):
+    "An observation far outside: importance sampling of the exact likelihood with one, NaN ('failed') without."
+    x = np.stack([lg.simulate(np.zeros(5), rng=5)[0], lg.simulate(np.full(5, 2.9), rng=6)[0] + 30.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # the expected notices are silenced, nothing else escapes
+        failed = sample_in_prior(npe, x, 200, seed=0, max_draws=400)
+    assert list(failed.method) == ["rejection", "failed"] and np.isnan(failed.samples[1]).all() and failed.out_of_range[1]
+    assert "1 of 2 observations could not be filled" in failed.summary()
+    res = sample_in_prior(npe, x, 200, seed=0, max_draws=400, log_likelihood=lg.log_likelihood,
+                          likelihood_args=[(xo,) for xo in x], n_proposal=4000)
+    assert list(res.method) == ["rejection", "importance sampling"] and res.n_importance == 1
+    assert np.isfinite(lg.prior.log_prob(res.samples.reshape(-1, 5))).all()
+
+
+def test_sample_in_prior_bad_input(lg, npe):
+    x = lg.simulate(lg.prior.sample(2, seed=1) * 0.5, rng=2)
+    with pytest.raises(ValueError, match="max_draws"): sample_in_prior(npe, x, 100, max_draws=50)
+    with pytest.raises(ValueError, match="likelihood_args"): sample_in_prior(npe, x, 10, likelihood_args=[()])
+    with pytest.raises(ValueError, match="shape"): sample_in_prior(npe, x[:, :3], 10)
+    with pytest.raises(TypeError, match="NPEPosterior"): sample_in_prior(object(), x, 10)
+
+
+def test_reference_posteriors_fallback_and_labels(lg, obs, npe):
+    x_o, exact = obs
+    x_far = lg.simulate(np.array([-2.0, 2.0, -2.0, 2.0, -2.0]), rng=7)[0]
+    calls = []
+    def fallback(i):
+        calls.append(i)
+        return ReferenceResult(lg.posterior_samples(x_far, 500, seed=1), method="nautilus", converged=i == 0)
+    # the proposal is the NPE at x_o for both; the second likelihood is x_far's, which that proposal misses
+    refs = reference_posteriors(npe, lg.log_likelihood, np.stack([x_o, x_o]), 500, seed=0,
+                                likelihood_args=[(x_o,), (x_far,)], fallback=fallback)
+    assert isinstance(refs, References) and refs.samples.shape == (2, 500, 5) and calls == [1]
+    assert refs.methods == ["importance sampling", "nautilus (not converged)"] and refs.reliable_fraction == 0.5
+    assert c2st_score(refs.samples[0], exact[:500]) < 0.6 and list(refs.table().columns) == ["reference", "pareto_k", "is_ess"]
+    assert refs.counts() == {"importance sampling": 1, "nautilus (not converged)": 1}
+    kept = reference_posteriors(npe, lg.log_likelihood, np.stack([x_o, x_o]), 200, likelihood_args=[(x_o,), (x_far,)])
+    assert kept.methods == ["importance sampling", "importance sampling (unreliable)"] and kept.fallback_runs == {}
+    with pytest.raises(ValueError, match="likelihood_args"):
+        reference_posteriors(npe, lg.log_likelihood, np.stack([x_o, x_o]), 200, likelihood_args=[(x_o,)])
+    with pytest.raises(ValueError, match="samples, 200 asked"):
+        reference_posteriors(npe, lg.log_likelihood, x_o[None], 200, likelihood_args=[(x_far,)], fallback=fallback)

@@ -116,31 +116,46 @@ def test_figures(fake, flow):
         assert len(fig.axes) >= 1; plt.close(fig)
 
 
-def _comparison(c2st, floor):
+def _comparison(c2st, floor, width_mass, width_z):
     import pandas as pd
-    return inf.PosteriorComparison(pd.DataFrame({"c2st": c2st, "c2st_floor": floor}), {}, [])
+    return inf.PosteriorComparison(pd.DataFrame({"c2st": c2st, "c2st_floor": floor, "width_ratio_log_mass": width_mass,
+                                                 "width_ratio_log_z": width_z}), {}, [])
+
+
+def _emcee(calls):
+    return inf.ReferenceResult(np.zeros((2, 5)), method="emcee", seconds=100.0, converged=True, n_likelihood_calls=calls)
 
 
 def test_sed_claims_rows_and_verdicts():
-    "Six rows with the contract's keys: the paper's sigmas, an NPE at its references' floor and 1e5 are reproduced; the rest not."
+    "Five claim rows: widths, C2ST, coverage and matched-cost amortization; reproduced, not reproduced, inconclusive."
+    from astro_nb.claims import ROW_KEYS, check_rows
     rng = np.random.default_rng(1)
-    truth = sim.sample_prior(40, rng)
-    w = np.array([0.17, 0.3, 0.2, 0.26, 0.05]) / np.sqrt(2)       # the paper's sigma(log M*) and sigma(log Z)
-    s = truth[:, None, :] + w * (rng.normal(size=(40, 1, 5)) + rng.normal(size=(40, 2000, 5)))
-    fit = inf.ReferenceResult(np.zeros((2, 5)), method="emcee", seconds=1000.0, converged=True, n_likelihood_calls=10**6,
-                              names=list(PRIOR.names), tau=np.ones(5))
-    bfit = BagpipesFit(np.zeros((2, 5)), 0.1, 5000, 0.0, 400)             # 0.1 s: ten NPE posteriors
-    good = evaluate.sed_claims(s, truth, _comparison([0.52, 0.55, 0.9], [0.51, 0.52, 0.53]),
-                               ["importance sampling", "emcee", "emcee (not converged)"], [fit], 0.01, [bfit], n_boot=200)
-    assert [set(r) for r in good] == [{"claim", "measured", "uncertainty", "paper", "verdict"}] * 6
-    assert [r["verdict"] for r in good] == ["reproduced"] * 5 + ["direction only"]   # bagpipes fit: 0.1 / 0.01 = 10
-    assert good[0]["measured"] == pytest.approx(evaluate.recovery(s, truth).loc["log_mass", "sigma"])
-    assert good[4]["paper"] == [0.9e5, 1.2e5] and good[0]["paper"] == 0.17 and good[1]["paper"] == 0.26
-    assert good[4]["measured"] == pytest.approx(1e5) and "2 of 3 references" in good[2]["uncertainty"]
-    tight = truth[:, None, :] + w * (rng.normal(size=(40, 1, 5)) + 0.3 * rng.normal(size=(40, 2000, 5)))   # overconfident
-    bad = evaluate.sed_claims(tight, truth, _comparison([0.9, 0.95], [0.51, 0.52]), ["importance sampling"] * 2, [],
-                              0.01, [], n_boot=200)
-    assert [r["verdict"] for r in bad] == ["direction only"] * 2 + ["not reproduced"] * 4
-    assert "n_mcmc 0" in bad[4]["uncertainty"] and "n_bagpipes 0" in bad[5]["uncertainty"] and np.isnan(bad[5]["measured"])
-    none = evaluate.sed_claims(s, truth, _comparison([0.5], [0.5]), ["emcee (not converged)"], [], 0.01, [], n_boot=50)
-    assert none[2]["verdict"] == "not reproduced" and "not measurable" in none[2]["uncertainty"]
+    truth = sim.sample_prior(1000, rng)
+    w = np.array([0.2, 0.3, 0.2, 0.26, 0.05])
+    s = truth[:, None, :] + w * (rng.normal(size=(1000, 1, 5)) + rng.normal(size=(1000, 200, 5)))   # calibrated
+    methods = ["importance sampling", "emcee", "emcee (not converged)"]                          # the third left out
+    good = evaluate.sed_claims(s, truth, _comparison([0.52, 0.55, 0.99], [0.51, 0.52, 0.53], [1.0, 1.1, 5.0], [0.9, 1.0, 5.0]),
+                               methods, [_emcee(10**6), _emcee(1.1 * 10**6)], 0.1, 0.01, n_boot=200)
+    check_rows(good)
+    assert all(set(r) == set(ROW_KEYS) for r in good)
+    assert [r["verdict"] for r in good] == ["reproduced"] * 5
+    assert [r["unit"] for r in good] == ["reference spectra"] * 3 + ["test spectra", "emcee fits"]
+    assert good[0]["accept"] == list(inf.WIDTH_BAND) and good[2]["accept"] == [None, pytest.approx(0.515 + inf.C2ST_MARGIN)]
+    assert good[3]["accept"] == [None, inf.COVERAGE_TOLERANCE] and "p95" in good[3]["rule"]
+    assert good[4]["accept"] == [0.9e5, 1.2e5] and good[4]["measured"] == pytest.approx(1.05e5)
+    assert "0.17" in good[0]["paper"] and good[0]["n"] == 2        # the paper's sigmas: display, not the region
+    # an NPE 2-3x wider than its references and far from them by C2ST, over-confident, and one fit (no interval)
+    tight = truth[:, None, :] + w * (rng.normal(size=(1000, 1, 5)) + 0.3 * rng.normal(size=(1000, 200, 5)))
+    bad = evaluate.sed_claims(tight, truth, _comparison([0.9, 0.95], [0.51, 0.52], [2.0, 3.0], [2.0, 2.5]),
+                              ["importance sampling"] * 2, [_emcee(10**6)], 0.1, 0.01, n_boot=200)
+    assert [r["verdict"] for r in bad] == ["not reproduced"] * 4 + ["inconclusive"]
+    assert bad[4]["measured"] == pytest.approx(1e5) and np.isnan(bad[4]["low"])
+    # 10x too cheap an MCMC: wholly below the paper's range
+    cheap = evaluate.sed_claims(s, truth, _comparison([0.52], [0.51], [1.0], [1.0]), ["emcee"], [_emcee(10**5), _emcee(1.2 * 10**5)],
+                                0.1, 0.01, n_boot=200)
+    assert cheap[4]["verdict"] == "not reproduced"
+    # no converged reference, no fit: nothing measured, inconclusive (never reproduced)
+    none = evaluate.sed_claims(s[:40], truth[:40], _comparison([0.5], [0.5], [1.0], [1.0]), ["emcee (not converged)"], [], 0.1, 0.01, n_boot=50)
+    assert [r["verdict"] for r in none] == ["inconclusive"] * 5 and np.isnan(none[2]["measured"]) and np.isnan(none[4]["measured"])
+    with pytest.raises(ValueError, match="reference methods"):
+        evaluate.sed_claims(s, truth, _comparison([0.5], [0.5], [1.0], [1.0]), methods, [], 0.1, 0.01)

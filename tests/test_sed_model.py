@@ -70,29 +70,33 @@ def test_npe_configs():
 def test_train_estimators_checkpoints_and_cap(trained):
     bank, posts, ck = trained                          # trained with warnings as errors: none escaped
     assert sorted(p.name for p in ck.iterdir()) == ["npe_maf_25x10.pt", "npe_nsf_50x5.pt"]
-    tab = model.training_table(posts)
+    tab = inf.training_table(posts)
     assert tab["stopped_at_cap"].tolist() == [True, True] and tab["epochs"].tolist() == [2, 2]
-    assert all(model.stopped_at_cap(p) for p in posts.values())
+    assert all(inf.stopped_at_cap(p) for p in posts.values())
+    assert all(p.config["max_epochs"] == 2 and "max_num_epochs" not in p.config for p in posts.values())
     t0 = time.perf_counter()
     again = model.train_estimators(bank["theta"], bank["x"], model.npe_configs(), max_epochs=2, checkpoint_dir=ck)
     assert time.perf_counter() - t0 < 15
-    assert model.training_table(again)["best_val_loss"].tolist() == tab["best_val_loss"].tolist()
+    assert inf.training_table(again)["best_val_loss"].tolist() == tab["best_val_loss"].tolist()
 
 
-def test_stopped_at_cap_false_when_patience_ran_out():
+@pytest.mark.parametrize("key", ["max_epochs", "max_num_epochs"])   # a configuration written before the rename still reads
+def test_stopped_at_cap_false_when_patience_ran_out(key):
     import pandas as pd
     class P: pass
-    p = P(); p.config = {"max_num_epochs": 10, "stop_after_epochs": 3}
+    p = P(); p.config = {key: 10, "stop_after_epochs": 3}
     p.history = pd.DataFrame({"val_loss": [5, 4, 3, 3.5, 3.6, 3.7]})         # stopped by patience
-    assert not model.stopped_at_cap(p)
+    assert not inf.stopped_at_cap(p)
     p.history = pd.DataFrame({"val_loss": np.linspace(5, 1, 10)})            # still falling at the cap
-    assert model.stopped_at_cap(p)
+    assert inf.stopped_at_cap(p)
 
 
-class _LeakyFlow:
+class _LeakyFlow(inf.NPEPosterior):
     "A stand-in flow whose draws put 90% of their mass outside the prior (log_mass up to 58)."
-    prior = PRIOR
-    def sample_batched(self, x, n, seed=None, reject_outside_prior=True):
+    def __init__(self):
+        super().__init__(None, PRIOR, (139,), (np.full(139, -10.0), np.full(139, 10.0)), None)
+
+    def sample_batched(self, x, n, seed=None, reject_outside_prior=True, min_acceptance=1e-3):
         assert reject_outside_prior is False
         rng = np.random.default_rng(seed)
         s = PRIOR.sample(len(x) * n, seed=rng.integers(2**32)).reshape(len(x), n, PRIOR.dim)
@@ -103,7 +107,7 @@ class _LeakyFlow:
 def test_sample_npe_never_keeps_leaked_samples():
     "The issue-14 fix: at 10% prior acceptance (under the old 20% threshold) the samples are the flow inside the prior."
     d = model.sample_npe(_LeakyFlow(), np.zeros((3, 139)), 2000, seed=0)
-    assert d.samples.shape == (3, 2000, 5) and d.method == ["rejection"] * 3
+    assert d.samples.shape == (3, 2000, 5) and list(d.method) == ["rejection"] * 3
     assert np.isfinite(PRIOR.log_prob(d.samples.reshape(-1, 5))).all()
     np.testing.assert_allclose(d.acceptance, 0.1, atol=0.02)
     # inside the box the flow's shape is kept: log_mass uniform on [8, 13]
@@ -119,7 +123,8 @@ def test_sample_npe_real_flow_and_importance_fallback(trained):
     np.testing.assert_array_equal(model.sample_npe(p, x, 300, seed=1).samples, d.samples)
     # a draw budget of n: a spectrum with any leaked draw is importance-sampled on the exact likelihood
     f = model.sample_npe(p, x, 50, seed=1, max_draws=50, n_proposal=500)
-    assert f.method == ["rejection" if a == 1 else "importance sampling" for a in f.acceptance]
+    assert list(f.method) == ["rejection" if a == 1 else "importance sampling" for a in f.acceptance]
+    assert isinstance(f, inf.InPriorSamples) and f.n_importance == sum(f.acceptance < 1) and f.seconds > 0
     assert np.isfinite(PRIOR.log_prob(f.samples.reshape(-1, 5))).all()
 
 

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,8 +14,7 @@ from ..banks import build_bank
 from . import sim
 
 # %% auto #0
-__all__ = ['ESTIMATOR_OPTIONS', 'TRAINING_OPTIONS', 'features', 'simulation_bank', 'train_estimator', 'training_summary',
-           'GaussianLikelihood', 'InPriorSamples', 'sample_in_prior']
+__all__ = ['ESTIMATOR_OPTIONS', 'TRAINING_OPTIONS', 'features', 'simulation_bank', 'train_estimator', 'GaussianLikelihood']
 
 # %% ../../nbs/43_clusters_model.ipynb #0cb052c3
 def features(x) -> np.ndarray:
@@ -42,19 +40,10 @@ def train_estimator(theta, x, prior: inf.NamedPrior, estimator: str = "mdn", max
                     seed: int = 0, checkpoint=None) -> inf.NPEPosterior:
     "An NPE of kind `estimator` on `(theta, x)`, checkpointed to `checkpoint` after every epoch (resumes from it)."
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Maximum number of epochs")   # training_summary says it instead
-        return inf.train_npe(theta, x, prior, estimator=estimator, max_num_epochs=max_epochs, device=device, seed=seed,
+        warnings.filterwarnings("ignore", message="Maximum number of epochs")   # inference.training_summary says it instead
+        return inf.train_npe(theta, x, prior, estimator=estimator, max_epochs=max_epochs, device=device, seed=seed,
                              show_progress=False, checkpoint=checkpoint, **TRAINING_OPTIONS, **ESTIMATOR_OPTIONS.get(estimator, {}))
 
-def training_summary(posterior: inf.NPEPosterior) -> str:
-    "One sentence: epochs, seconds, and whether the validation loss had stopped improving."
-    h, cfg = posterior.history, posterior.config
-    best = int(h["val_loss"].idxmin()); since = len(h) - 1 - best
-    done = since >= cfg.get("stop_after_epochs", 20)
-    return (f"{cfg.get('estimator')}: {len(h)} epochs in {posterior.training_seconds:.0f} s, "
-            + ("converged (early stopping)." if done else
-               f"stopped at max_epochs = {cfg.get('max_num_epochs')} while the validation loss was still improving "
-               f"(best at epoch {best + 1}): a larger max_epochs would train it further."))
 
 # %% ../../nbs/43_clusters_model.ipynb #7cd998ec
 class GaussianLikelihood:
@@ -69,72 +58,3 @@ class GaussianLikelihood:
         return -0.5 * np.einsum("ij,jk,ik->i", d, self.cinv, d)
 
     def __repr__(self): return f"GaussianLikelihood({self.variant}, {len(self.covariance)} summaries)"
-
-# %% ../../nbs/43_clusters_model.ipynb #73bf2cff
-@dataclass
-class InPriorSamples:
-    "Posterior samples (n_obs, n, dim), how each observation was sampled, and its prior acceptance."
-    samples: np.ndarray
-    method: np.ndarray        # per observation: 'rejection', 'long rejection', 'importance sampling' or 'failed'
-    acceptance: np.ndarray    # fraction of the network's draws inside the prior (256 draws per observation)
-    out_of_range: np.ndarray  # observation far outside the range of the training simulations (NPE extrapolates)
-
-    def counts(self) -> dict:
-        "How many observations each method sampled."
-        m, c = np.unique(self.method, return_counts=True)
-        return {str(k): int(v) for k, v in zip(m, c)}
-
-    def summary(self) -> str:
-        "One sentence on the observations that could not be sampled the usual way."
-        c, n = self.counts(), len(self.method); edge = n - c.get("rejection", 0)
-        far = (f" {int(self.out_of_range.sum())} of {n} lie far outside the range of the training simulations, "
-               "where the network extrapolates." if self.out_of_range.any() else "")
-        if not edge: return f"All {n} observations sampled by rejection to the prior.{far}"
-        return (f"{edge} of {n} observations have little of the network's mass inside the prior (lowest "
-                f"{self.acceptance.min():.2%}); sampled as {c}.{far}")
-
-def _truncated_flow(posterior, x, n: int, seed: int, max_draws: int, chunk: int = 200_000):
-    "`n` raw draws of the network inside the prior for one observation, from at most `max_draws`; None if too few."
-    kept, drawn = [], 0
-    while drawn < max_draws and sum(map(len, kept)) < n:
-        m = min(chunk, max_draws - drawn)
-        s = posterior.sample(x, m, seed=seed + drawn, reject_outside_prior=False)
-        kept.append(s[np.isfinite(posterior.prior.log_prob(s))]); drawn += m
-    s = np.concatenate(kept)
-    return s[:n] if len(s) >= n else None
-
-# %% ../../nbs/43_clusters_model.ipynb #060d675d
-def sample_in_prior(posterior: inf.NPEPosterior, x, n: int, seed: int = 0, min_acceptance: float = 0.02,
-                    max_draws: int = 1_000_000, log_likelihood=None, likelihood_args=None,
-                    n_proposal: int | None = None) -> InPriorSamples:
-    """`n` samples inside the prior for each observation of `x` (n_obs, ...), never stalling on one.
-
-    Observations whose prior acceptance is at least `min_acceptance` go through sbi's rejection in one batch;
-    the others through `_truncated_flow` (up to `max_draws` draws), then importance sampling with
-    `log_likelihood(theta, *likelihood_args[i])`, then NaN. See `InPriorSamples.method`."""
-    x = np.asarray(x, np.float32)
-    lo, hi = posterior.x_range; tol = posterior.ood_tolerance * (hi - lo)
-    far = ((x < lo - tol) | (x > hi + tol)).reshape(len(x), -1).any(1)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*far outside the range of the training")   # counted in `far`
-        warnings.filterwarnings("ignore", message=".*lie outside the prior support")          # kept out below
-        acc = posterior.prior_acceptance(x, 256, seed=seed)
-        out, method = _sample_each(posterior, x, n, acc, seed, min_acceptance, max_draws, log_likelihood,
-                                   likelihood_args, n_proposal)
-    return InPriorSamples(out, method, acc, far)
-
-def _sample_each(posterior, x, n, acc, seed, min_acceptance, max_draws, log_likelihood, likelihood_args, n_proposal):
-    "The sampling of `sample_in_prior`: a batch by rejection, then each edge observation its own way."
-    out = np.full((len(x), n, posterior.prior.dim), np.nan)
-    method = np.full(len(x), "rejection", dtype=object)
-    ok = acc >= min_acceptance
-    if ok.any(): out[ok] = posterior.sample_batched(x[ok], n, seed=seed, min_acceptance=0)
-    for i in np.flatnonzero(~ok):
-        s = _truncated_flow(posterior, x[i], n, seed + i, max_draws)
-        if s is not None: out[i], method[i] = s, "long rejection"; continue
-        if log_likelihood is None: method[i] = "failed"; continue
-        r = inf.importance_sample(posterior, log_likelihood, x[i], n, seed=seed + i, n_proposal=n_proposal,
-                                  args=tuple(likelihood_args[i]) if likelihood_args is not None else (),
-                                  on_unreliable="ignore")
-        out[i], method[i] = r.samples, "importance sampling"
-    return out, method

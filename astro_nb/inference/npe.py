@@ -27,9 +27,9 @@ from sbi.utils import BoxUniform
 from ..core import atomic_write, get_device, progress, save_figure, seed_everything, to_builtin
 
 # %% auto #0
-__all__ = ['ESTIMATORS', 'CHECKPOINT_FORMAT', 'CLIP_MAX_NORM', 'FILE_FORMAT', 'NamedPrior', 'make_prior', 'LinearGaussian',
-           'clean_simulations', 'LeakyPosteriorError', 'NPEPosterior', 'data_fingerprint', 'train_npe', 'summarize',
-           'save_posterior', 'load_posterior']
+__all__ = ['ESTIMATORS', 'CHECKPOINT_FORMAT', 'CLIP_MAX_NORM', 'RENAMED', 'FILE_FORMAT', 'NamedPrior', 'make_prior',
+           'LinearGaussian', 'clean_simulations', 'LeakyPosteriorError', 'NPEPosterior', 'data_fingerprint',
+           'current_config', 'train_npe', 'summarize', 'save_posterior', 'load_posterior']
 
 # %% ../../nbs/05_inference.ipynb #2c8caad0
 class NamedPrior:
@@ -456,6 +456,7 @@ def _read_checkpoint(path: Path, header: dict) -> dict | None:
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an NPE checkpoint of format {CHECKPOINT_FORMAT}; "
                          "delete it or pass another checkpoint path")
+    ck["config"] = current_config(ck["config"])          # written before a rename
     diffs = (_differences(ck["config"], header["config"], "in the checkpoint")
              + _differences({f"prior {k}": v for k, v in ck["prior"].items()},
                             {f"prior {k}": v for k, v in header["prior"].items()}, "in the checkpoint")
@@ -529,7 +530,7 @@ def _fit_member(source, make_net, m: int, cfg: dict, dev, resume: dict | None, s
         best_sd = resume["best_state_dict"]
     bar = progress(desc=f"NPE member {m}" if cfg["ensemble"] > 1 else "NPE", initial=epoch,
                    disable=not show_progress or None)
-    while epoch < cfg["max_num_epochs"] and since < cfg["stop_after_epochs"]:
+    while epoch < cfg["max_epochs"] and since < cfg["stop_after_epochs"]:
         tl = _run_epoch(net, opt, source.train_batches(g, cfg["training_batch_size"]))
         if not math.isfinite(tl):
             raise FloatingPointError(f"the training loss became {tl} in epoch {epoch + 1} (member {m}); "
@@ -545,21 +546,33 @@ def _fit_member(source, make_net, m: int, cfg: dict, dev, resume: dict | None, s
               "generator": g.get_state(), "torch_rng": torch.get_rng_state()})
     bar.close()
     if since < cfg["stop_after_epochs"]:
-        warnings.warn(f"Maximum number of epochs `max_num_epochs={cfg['max_num_epochs']}` reached, but the network "
+        warnings.warn(f"Maximum number of epochs `max_epochs={cfg['max_epochs']}` reached, but the network "
                       f"(member {m}) has not converged; consider increasing it", stacklevel=3)
     if best_sd is not None: net.load_state_dict(best_sd)
     net.zero_grad(set_to_none=True); net.eval()
     return net, hist
 
 # %% ../../nbs/05_inference.ipynb #599e3f0c
-def _check_npe_args(prior, estimator, ensemble, validation_fraction, stop_after_epochs, max_num_epochs):
+def _check_npe_args(prior, estimator, ensemble, validation_fraction, stop_after_epochs, max_epochs):
     "One clear error for each bad argument of `train_npe`."
     if not isinstance(prior, NamedPrior): raise TypeError("prior must be a NamedPrior (see make_prior)")
     if int(ensemble) < 1: raise ValueError(f"ensemble must be >= 1, got {ensemble}")
     if not 0 < validation_fraction < 1: raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     if estimator not in ESTIMATORS: raise ValueError(f"estimator={estimator!r} is not one of {ESTIMATORS}")
-    if stop_after_epochs < 1 or max_num_epochs < 1:
-        raise ValueError(f"stop_after_epochs and max_num_epochs must be >= 1, got {stop_after_epochs}, {max_num_epochs}")
+    if stop_after_epochs < 1 or max_epochs < 1:
+        raise ValueError(f"stop_after_epochs and max_epochs must be >= 1, got {stop_after_epochs}, {max_epochs}")
+
+RENAMED = {"max_num_epochs": "max_epochs"}   # old keyword -> its one name now (train_npe, configs, checkpoints)
+
+def _refuse_renamed(kwargs: dict, where: str):
+    "A clear error for a keyword that was renamed (`RENAMED`), the usual TypeError for any other unknown one."
+    for k in kwargs:
+        if k in RENAMED: raise TypeError(f"{where}: `{k}` is now `{RENAMED[k]}` (one name per knob in every layer)")
+    if kwargs: raise TypeError(f"{where}() got unexpected keyword arguments {sorted(kwargs)}")
+
+def current_config(config: dict) -> dict:
+    "A training configuration with its old keys renamed (`RENAMED`): checkpoints and files written before the rename still load."
+    return {RENAMED.get(k, k): v for k, v in config.items()}
 
 def _new_state(header, source, derived) -> dict:
     "The checkpoint state of a training that starts now."
@@ -595,9 +608,9 @@ def _train_members(source, state, new_net, prior, cfg, dev, ck_path, callback, s
 def train_npe(theta, x, prior: NamedPrior, estimator: str = "maf", hidden_features: int = 50,
               num_transforms: int = 5, num_components: int = 10, embedding_net=None,
               training_batch_size: int = 200, learning_rate: float = 5e-4, validation_fraction: float = 0.1,
-              stop_after_epochs: int = 20, max_num_epochs: int = 2**31 - 1, device="auto", seed: int = 0,
+              stop_after_epochs: int = 20, max_epochs: int = 2**31 - 1, device="auto", seed: int = 0,
               ensemble: int = 1, show_progress: bool = True, figure_path=None, checkpoint=None, keys=None,
-              callback=None) -> NPEPosterior:
+              callback=None, **renamed) -> NPEPosterior:
     """Train an NPE on simulations `(theta, x)` drawn from `prior`; return an `NPEPosterior`.
 
     `estimator`: 'maf', 'nsf' or 'mdn' (or another sbi name in `ESTIMATORS`), sized by `hidden_features`,
@@ -605,7 +618,7 @@ def train_npe(theta, x, prior: NamedPrior, estimator: str = "maf", hidden_featur
     (e.g. `sbi.neural_nets.embedding_nets.CNNEmbedding` for spectra). `ensemble` > 1 trains that many
     estimators from seeds `seed, seed+1, ...` and averages them (sbi's `EnsemblePosterior`).
     Adam with sbi's gradient clipping; training stops after `stop_after_epochs` epochs without a lower
-    validation loss (or at `max_num_epochs`) and keeps the best weights.
+    validation loss (or at `max_epochs`; the old name `max_num_epochs` is refused with a clear error) and keeps the best weights.
 
     `theta` may be a `Bank` (or its `BankDataset`) with `x=None`: its arrays `keys` (default ('theta', 'x'))
     are streamed one chunk at a time, with whole chunks held out for validation.
@@ -617,7 +630,8 @@ def train_npe(theta, x, prior: NamedPrior, estimator: str = "maf", hidden_featur
     training and validation together) and `n_val` (those held out for validation).
     `figure_path`: also save the training curves there (e.g. `ctx.path / "figures" / "npe_training.png"`).
     """
-    _check_npe_args(prior, estimator, ensemble, validation_fraction, stop_after_epochs, max_num_epochs)
+    _refuse_renamed(renamed, "train_npe")
+    _check_npe_args(prior, estimator, ensemble, validation_fraction, stop_after_epochs, max_epochs)
     bank = _as_bank(theta)
     if bank is None and keys is not None: raise ValueError("keys only applies when training from a Bank")
     dev = get_device(device)
@@ -625,7 +639,7 @@ def train_npe(theta, x, prior: NamedPrior, estimator: str = "maf", hidden_featur
                num_components=num_components, embedding_net=repr(embedding_net) if embedding_net is not None else None,
                training_batch_size=training_batch_size, learning_rate=learning_rate,
                validation_fraction=validation_fraction, stop_after_epochs=stop_after_epochs,
-               max_num_epochs=max_num_epochs, seed=seed, ensemble=int(ensemble),
+               max_epochs=max_epochs, seed=seed, ensemble=int(ensemble),
                keys=list(_bank_keys(theta, keys)) if bank is not None else None)
     header = {"config": to_builtin(cfg), "prior": _prior_record(prior), "fingerprint": data_fingerprint(theta, x, keys)}
     ck_path = Path(checkpoint) if checkpoint is not None else None
@@ -771,7 +785,7 @@ def load_posterior(path, device="cpu", prior: NamedPrior | None = None, config: 
         if not isinstance(prior, NamedPrior): raise TypeError("prior must be a NamedPrior (see make_prior)")
         asked.update({f"prior {k}": v for k, v in _prior_record(prior).items()})
         stored.update({f"prior {k}": v for k, v in _prior_record(stored_prior).items()})
-    if config is not None: asked.update(config); stored.update(payload["config"])
+    if config is not None: asked.update(config); stored.update(current_config(payload["config"]))
     if fingerprint is not None:
         asked["data fingerprint"] = fingerprint
         if payload.get("fingerprint") is not None: stored["data fingerprint"] = payload["fingerprint"]
@@ -792,5 +806,5 @@ def load_posterior(path, device="cpu", prior: NamedPrior | None = None, config: 
     h = pd.DataFrame(payload["history"])
     estimators = [getattr(q, "posterior_estimator", None) for q in getattr(post, "posteriors", [post])]
     return NPEPosterior(post, stored_prior, payload["x_shape"], [r.numpy() for r in payload["x_range"]], h,
-                        payload["n_dropped"], payload["training_seconds"], dev, payload["config"], estimators,
+                        payload["n_dropped"], payload["training_seconds"], dev, current_config(payload["config"]), estimators,
                         fingerprint=payload.get("fingerprint"))

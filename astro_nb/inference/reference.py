@@ -4,15 +4,18 @@
 
 # %% auto #0
 __all__ = ['MCMCResult', 'ReferenceResult', 'ISResult', 'check_log_likelihood', 'run_emcee', 'run_nautilus',
-           'fit_generalized_pareto', 'pareto_k', 'importance_sample']
+           'fit_generalized_pareto', 'pareto_k', 'importance_sample', 'InPriorSamples', 'sample_in_prior', 'References',
+           'reference_posteriors']
 
 # %% ../../nbs/06_inference_reference.ipynb #a0e6f005
+import contextlib
 import math
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.special import logsumexp
 
@@ -354,3 +357,137 @@ def importance_sample(posterior: NPEPosterior, log_likelihood, x_obs, n: int = 1
     if problems and on_unreliable == "raise": raise ValueError(reason)
     if problems and on_unreliable == "warn": warnings.warn(reason, stacklevel=2)
     return out
+
+# %% ../../nbs/06_inference_reference.ipynb #f1a5e002
+_EXPECTED = (r".*lie outside the prior", r".*far outside the range of the training", r"torch.triangular_solve is deprecated")
+
+@contextlib.contextmanager
+def _quiet_sampling():
+    "Silence what in-prior sampling expects: sbi's notices on leaked draws (counted and discarded) and on OOD inputs (counted)."
+    with warnings.catch_warnings():
+        for msg in _EXPECTED: warnings.filterwarnings("ignore", message=msg)
+        yield
+
+@dataclass
+class InPriorSamples:
+    "Posterior samples (n_obs, n, dim) inside the prior; per observation how it was sampled, the flow's prior acceptance and whether its input lies far outside the training range."
+    samples: np.ndarray
+    method: np.ndarray        # per observation: 'rejection', 'importance sampling' or 'failed' (NaN samples)
+    acceptance: np.ndarray    # fraction of the flow's draws inside the prior
+    out_of_range: np.ndarray  # input far outside the range of the training simulations (NPE extrapolates)
+    seconds: float = float("nan")
+
+    @property
+    def n_importance(self) -> int: return int(np.sum(self.method == "importance sampling"))
+
+    def counts(self) -> dict:
+        "How many observations each method sampled."
+        m, c = np.unique(self.method, return_counts=True)
+        return {str(k): int(v) for k, v in zip(m, c)}
+
+    def summary(self) -> str:
+        "One sentence on the prior acceptance and the observations rejection could not fill."
+        c, n = self.counts(), len(self.method); edge = n - c.get("rejection", 0)
+        far = (f" {int(self.out_of_range.sum())} of {n} lie far outside the range of the training simulations, "
+               "where the network extrapolates." if self.out_of_range.any() else "")
+        head = f"median prior acceptance {np.median(self.acceptance):.0%} (lowest {self.acceptance.min():.2%})"
+        if not edge: return f"All {n} observations sampled by rejection to the prior; {head}.{far}"
+        return f"{edge} of {n} observations could not be filled by rejection; {head}; sampled as {c}.{far}"
+
+    def __repr__(self):
+        return f"InPriorSamples({self.samples.shape}, {self.counts()}, {self.seconds:.2f} s)"
+
+# %% ../../nbs/06_inference_reference.ipynb #f1a5e003
+def _rejection_rounds(posterior: NPEPosterior, x: np.ndarray, n: int, seed: int, max_draws: int, max_rows: int):
+    "Batched rounds of raw flow draws, kept where inside the prior: per observation the kept draws (at most n), the number drawn and the number inside."
+    prior = posterior.prior
+    kept = [np.empty((0, prior.dim)) for _ in range(len(x))]
+    drawn, inside_n, r, todo = np.zeros(len(x), int), np.zeros(len(x), int), 0, np.arange(len(x))
+    while len(todo):
+        acc = np.maximum(inside_n[todo], 1) / np.maximum(drawn[todo], 1)
+        need = n - np.array([len(kept[i]) for i in todo])
+        m = int(min(max(n, np.ceil(1.2 * (need / acc).max())), max_draws - drawn[todo].max(), max(max_rows // len(todo), 1)))
+        raw = posterior.sample_batched(x[todo], m, seed=seed + r, min_acceptance=0, reject_outside_prior=False).astype(float)
+        inside = np.isfinite(prior.log_prob(raw.reshape(-1, prior.dim))).reshape(raw.shape[:2])
+        for j, i in enumerate(todo): kept[i] = np.concatenate([kept[i], raw[j][inside[j]]])[:n]
+        drawn[todo] += m; inside_n[todo] += inside.sum(1); r += 1
+        todo = np.array([i for i in todo if len(kept[i]) < n and drawn[i] < max_draws], int)
+    return kept, drawn, inside_n
+
+def sample_in_prior(posterior: NPEPosterior, x, n: int = 1000, seed: int = 0, max_draws: int = 1_000_000,
+                    log_likelihood=None, likelihood_args=None, n_proposal: int | None = None,
+                    max_rows: int = 2_000_000) -> InPriorSamples:
+    """`n` samples inside the prior for each observation of `x` (n_obs, ...), never stalling on one.
+
+    Batched rejection rounds (at most `max_draws` flow draws per observation, at most `max_rows` draws per
+    round in all); an observation still short of `n` is importance-sampled with `log_likelihood(theta,
+    *likelihood_args[i])` and the flow as proposal (`n_proposal`), or left NaN ('failed') without a likelihood."""
+    if not isinstance(posterior, NPEPosterior): raise TypeError(f"posterior must be an NPEPosterior, got {type(posterior).__name__}")
+    n, max_draws = int(n), int(max_draws)
+    if n < 1 or max_draws < n: raise ValueError(f"need 1 <= n <= max_draws, got n={n}, max_draws={max_draws}")
+    t0 = time.perf_counter()
+    x = np.asarray(x, np.float32)
+    if likelihood_args is not None and len(likelihood_args) != len(x):
+        raise ValueError(f"likelihood_args has {len(likelihood_args)} entries for {len(x)} observations")
+    lo, hi = posterior.x_range; tol = posterior.ood_tolerance * (hi - lo)
+    far = ((x < lo - tol) | (x > hi + tol)).reshape(len(x), -1).any(1)
+    with _quiet_sampling():
+        posterior.check_x(x, batched=True)     # a clear error for a bad shape or NaN, before any draw
+        kept, drawn, inside_n = _rejection_rounds(posterior, x, n, seed, max_draws, int(max_rows))
+        out = np.full((len(x), n, posterior.prior.dim), np.nan)
+        method = np.full(len(x), "rejection", dtype=object)
+        for i, k in enumerate(kept):
+            if len(k) >= n: out[i] = k[:n]; continue
+            if log_likelihood is None: method[i] = "failed"; continue
+            r = importance_sample(posterior, log_likelihood, x[i], n, seed=seed + i, n_proposal=n_proposal,
+                                  args=tuple(likelihood_args[i]) if likelihood_args is not None else (), on_unreliable="ignore")
+            out[i], method[i] = r.samples, "importance sampling"
+    acceptance = inside_n / np.maximum(drawn, 1)
+    return InPriorSamples(out, method, acceptance, far, time.perf_counter() - t0)
+
+# %% ../../nbs/06_inference_reference.ipynb #f1a5e008
+@dataclass
+class References:
+    "Reference posteriors (n_obs, n, dim), how each was obtained, the importance-sampling runs tried first, the fallbacks run and the wall time."
+    samples: np.ndarray
+    methods: list
+    is_runs: list
+    fallback_runs: dict = field(default_factory=dict)
+    seconds: float = float("nan")
+
+    @property
+    def reliable_fraction(self) -> float: return float(np.mean([r.reliable for r in self.is_runs]))
+
+    def counts(self) -> dict:
+        "How many observations each method gave."
+        return {str(k): int(v) for k, v in pd.Series(self.methods).value_counts().items()}
+
+    def table(self) -> pd.DataFrame:
+        "One row per observation: the method, the importance sampler's Pareto k and effective sample size."
+        return pd.DataFrame({"reference": self.methods, "pareto_k": [r.pareto_k for r in self.is_runs],
+                             "is_ess": [r.ess for r in self.is_runs]}).rename_axis("observation")
+
+    def __repr__(self): return f"References({self.samples.shape}, {self.counts()}, {self.seconds:.1f} s)"
+
+def reference_posteriors(proposal: NPEPosterior, log_likelihood, x, n: int = 1000, n_proposal: int | None = None,
+                         seed: int = 0, likelihood_args=None, fallback=None) -> References:
+    """Reference posteriors for the network inputs `x` (n_obs, ...): `importance_sample` with `proposal`
+    (`log_likelihood(theta, *likelihood_args[i])`), and `fallback(i)` (a `ReferenceResult`) where it is unreliable.
+
+    Without a `fallback` an unreliable importance-sampling result is kept, labelled 'importance sampling
+    (unreliable)'. A fallback that did not converge is labelled '<method> (not converged)'."""
+    x = np.asarray(x, np.float32)
+    if likelihood_args is not None and len(likelihood_args) != len(x):
+        raise ValueError(f"likelihood_args has {len(likelihood_args)} entries for {len(x)} observations")
+    t0, refs, methods, runs, fb = time.perf_counter(), [], [], [], {}
+    for i, xi in enumerate(x):
+        with _quiet_sampling():             # the proposal's leaked draws get zero weight
+            r = importance_sample(proposal, log_likelihood, xi, n, seed=seed + i, n_proposal=n_proposal,
+                                  args=tuple(likelihood_args[i]) if likelihood_args is not None else (), on_unreliable="ignore")
+        runs.append(r)
+        if r.reliable or fallback is None:
+            refs.append(r.samples); methods.append("importance sampling" + ("" if r.reliable else " (unreliable)")); continue
+        f = fb[i] = fallback(i)
+        if len(f.samples) != n: raise ValueError(f"fallback({i}) gave {len(f.samples)} samples, {n} asked")
+        refs.append(f.samples); methods.append(f.method + ("" if f.converged else " (not converged)"))
+    return References(np.stack(refs), methods, runs, fb, time.perf_counter() - t0)

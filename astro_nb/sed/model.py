@@ -23,9 +23,8 @@ from ..core import atomic_write
 from .sim import PRIOR, PRIOR_HIGH, PRIOR_LOW, SPEC_WAVS, import_bagpipes, observed_flux, simulate_spectra
 
 # %% auto #0
-__all__ = ['npe_configs', 'expected_warnings', 'checkpoint_name', 'train_estimators', 'stopped_at_cap', 'training_table',
-           'log_likelihood', 'NPEDraws', 'sample_npe', 'emcee_posterior', 'BagpipesFit', 'bagpipes_fit_instructions',
-           'bagpipes_fit']
+__all__ = ['npe_configs', 'expected_warnings', 'checkpoint_name', 'train_estimators', 'log_likelihood', 'sample_npe',
+           'emcee_posterior', 'BagpipesFit', 'bagpipes_fit_instructions', 'bagpipes_fit']
 
 # %% ../../nbs/33_sed_model.ipynb #64c6a814
 def npe_configs(estimator: str = "maf", second_estimator: str = "nsf") -> dict:
@@ -40,7 +39,7 @@ def npe_configs(estimator: str = "maf", second_estimator: str = "nsf") -> dict:
 def expected_warnings():
     """Silence what these flows are expected to say: sbi's leakage notice when drawing without rejection (the
     leaked draws are counted and discarded here), nflows' use of a deprecated torch solver, and `train_npe`'s
-    notice that training reached `max_epochs` (reported by `training_table`)."""
+    notice that training reached `max_epochs` (reported by `inference.training_table`)."""
     with warnings.catch_warnings():
         for msg in (r".*samples drawn with reject_outside_prior=False lie outside the prior", r"torch.triangular_solve is deprecated",
                     r"Maximum number of epochs"):
@@ -57,22 +56,11 @@ def train_estimators(theta, x, configs: dict, max_epochs: int, checkpoint_dir=No
     out = {}
     for name, cfg in configs.items():
         ck = None if checkpoint_dir is None else Path(checkpoint_dir) / checkpoint_name(cfg)
-        with expected_warnings():           # reaching max_epochs is reported by training_table
-            out[name] = inf.train_npe(theta, x, prior, **cfg, max_num_epochs=max_epochs, device=device, seed=seed,
+        with expected_warnings():           # reaching max_epochs is reported by inf.training_table
+            out[name] = inf.train_npe(theta, x, prior, **cfg, max_epochs=max_epochs, device=device, seed=seed,
                                       training_batch_size=batch_size, show_progress=False, checkpoint=ck)
     return out
 
-def stopped_at_cap(posterior) -> bool:
-    "Whether training ended at `max_num_epochs` with the validation loss still improving (not converged)."
-    cfg, h = posterior.config, posterior.history
-    since = len(h) - 1 - int(np.argmin(h["val_loss"].to_numpy()))
-    return len(h) >= cfg["max_num_epochs"] and since < cfg["stop_after_epochs"]
-
-def training_table(posteriors: dict) -> pd.DataFrame:
-    "Per estimator: epochs, best validation loss, training seconds and whether it stopped at the epoch cap."
-    return pd.DataFrame({name: {"epochs": len(p.history), "best_val_loss": float(p.history["val_loss"].min()),
-                                "seconds": p.training_seconds, "stopped_at_cap": stopped_at_cap(p)}
-                         for name, p in posteriors.items()}).T
 
 # %% ../../nbs/33_sed_model.ipynb #7b185c75
 def log_likelihood(theta, d_obs, snr: float = 20.0) -> np.ndarray:
@@ -81,60 +69,20 @@ def log_likelihood(theta, d_obs, snr: float = 20.0) -> np.ndarray:
     s = m / snr
     return -0.5 * (((np.asarray(d_obs) - m) / s) ** 2).sum(1) - np.log(s).sum(1)
 
-@dataclass
-class NPEDraws:
-    "Posterior samples (n_obs, n, dim), all inside the prior; per observation the flow's prior acceptance and the method."
-    samples: np.ndarray
-    acceptance: np.ndarray
-    method: list = field(default_factory=list)
-    seconds: float = float("nan")
-
-    @property
-    def n_importance(self) -> int: return sum(m == "importance sampling" for m in self.method)
-
-    def __repr__(self):
-        return (f"NPEDraws({self.samples.shape}, prior acceptance median {np.median(self.acceptance):.2f}, "
-                f"{self.n_importance} by importance sampling, {self.seconds:.2f} s)")
 
 # %% ../../nbs/33_sed_model.ipynb #2939e8a3
-def _rejection_rounds(posterior, x, n: int, seed: int, max_draws: int):
-    "In-prior flow draws per observation (lists, possibly short of `n`) and the raw draws made for each."
-    prior = posterior.prior
-    kept = [np.empty((0, prior.dim)) for _ in range(len(x))]
-    drawn, r = np.zeros(len(x), int), 0
-    todo = np.arange(len(x))
-    while len(todo):
-        acc = np.array([max(len(kept[i]), 1) / max(drawn[i], 1) for i in todo])
-        need = np.array([n - len(kept[i]) for i in todo])
-        m = int(min(max(n, np.ceil(1.2 * (need / acc).max())), max_draws - drawn[todo].max()))
-        with expected_warnings():           # the leaked draws are counted and discarded below
-            raw = posterior.sample_batched(x[todo], m, seed=seed + r, reject_outside_prior=False).astype(float)
-        inside = np.isfinite(prior.log_prob(raw.reshape(-1, prior.dim))).reshape(raw.shape[:2])
-        for j, i in enumerate(todo): kept[i] = np.concatenate([kept[i], raw[j][inside[j]]])
-        drawn[todo] += m; r += 1
-        todo = np.array([i for i in todo if len(kept[i]) < n and drawn[i] < max_draws], int)
-    return kept, drawn
-
 def sample_npe(posterior, x, n: int = 1000, snr: float = 20.0, seed: int = 0, max_draws: int | None = None,
-               n_proposal: int | None = None) -> NPEDraws:
-    """`n` samples of each observation's NPE posterior (the flow inside the prior box) for inputs `x` (n_obs, 139).
+               n_proposal: int | None = None) -> inf.InPriorSamples:
+    """`n` samples of each observation's NPE posterior (the flow inside the prior box) for inputs `x` (n_obs, 139):
+    `inference.sample_in_prior` with the exact likelihood at `snr` for the spectra rejection cannot fill.
 
-    Rejection of the flow's leaked draws, up to `max_draws` (default 100 n) per observation; where fewer than `n`
-    fall inside, importance sampling of the exact likelihood at `snr` with the flow as proposal (`n_proposal`)."""
-    t0 = time.perf_counter()
+    At most `max_draws` flow draws per spectrum (default 100 n: each pass of the flow over a 138-pixel context is
+    costly, and a spectrum that needs more is better served by importance sampling)."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float32))
     max_draws = int(100 * n if max_draws is None else max_draws)
-    if n < 1 or max_draws < n: raise ValueError(f"need 1 <= n <= max_draws, got n={n}, max_draws={max_draws}")
-    kept, drawn = _rejection_rounds(posterior, x, int(n), seed, max_draws)
-    out, method = np.empty((len(x), int(n), posterior.prior.dim)), []
-    for i, k in enumerate(kept):
-        if len(k) >= n: out[i] = k[:n]; method.append("rejection"); continue
-        with expected_warnings():
-            r = inf.importance_sample(posterior, log_likelihood, x[i], int(n), seed=seed + i, n_proposal=n_proposal,
-                                      args=(observed_flux(x[i]), snr), on_unreliable="ignore")
-        out[i] = r.samples; method.append("importance sampling")
-    acceptance = np.array([len(k) for k in kept]) / drawn
-    return NPEDraws(out, acceptance, method, time.perf_counter() - t0)
+    return inf.sample_in_prior(posterior, x, int(n), seed=seed, max_draws=max_draws, log_likelihood=log_likelihood,
+                               likelihood_args=[(observed_flux(xi), snr) for xi in x], n_proposal=n_proposal)
+
 
 # %% ../../nbs/33_sed_model.ipynb #53ce6647
 def emcee_posterior(x_obs, snr: float = 20.0, n_samples: int = 1000, seed: int = 0, n_burn: int = 2000,
