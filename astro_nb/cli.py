@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="copy a completed run (executed chapter, metrics, claims, figures) to results/")
     p.add_argument("run", help="a completed run folder")
     p.add_argument("--dest", default="results/reproduce", help="records folder (default: results/reproduce)")
+    p.add_argument("--force", action="store_true",
+                   help="publish a quick- or unknown-scale run, a run from another checkout or from uncommitted changes, or "
+                        "one whose notebook shows stderr outputs (refused otherwise, with the reason); record.json says why")
     p = sub.add_parser("docs", help="README.md from index.ipynb and the HTML site (offline); exits 1 naming any page that shows a stderr output, a broken link or a network load")
     p.add_argument("runs", nargs="*", help="run folders (default: the latest completed run of each study under _runs/)")
     p.add_argument("--out", default="_docs", help="folder for the HTML pages")
@@ -85,7 +88,13 @@ def _run_plans(a, plans: list, dirs: dict, failed: dict) -> list:
         print(f"== {study}: done", flush=True)
     return done
 
+def _nonempty_out(out, what: str = "--out"):
+    "Refuse `--out \"\"` (it would mean the working folder itself)."
+    if out is not None and not str(out).strip():
+        raise ChapterError(f"{what} is empty: give a folder (leave {what} out for the default)")
+
 def _cmd_run(a):
+    _nonempty_out(a.out)
     cli = dict(a.param)
     dup = [k for k in cli if sum(1 for n, _ in a.param if n == k) > 1]
     if dup: raise ChapterError(f"parameter(s) given twice with -p: {sorted(set(dup))}")
@@ -96,7 +105,7 @@ def _cmd_run(a):
     if not plans and not failed: print("no chapters to run"); return 0
     dirs = {s: (Path(a.out) / s if a.study == "all" else Path(a.out)) if a.out else new_run_dir(s) for s, _, _ in plans}
     for s, nb, params in plans:     # every folder is checked before the first kernel starts
-        check_run_dir(s, dirs[s], run_record(s, nb, params, dirs[s])["parameters"], a.fresh)
+        check_run_dir(s, dirs[s], run_record(s, nb, params, dirs[s])["parameters"], a.fresh, nb)
     for s, why in failed.items(): print(f"astro-nb: {s} is not run: {why}", file=sys.stderr)
     quiet = logging.getLogger("asyncio")   # an interrupted kernel leaves "Task exception was never retrieved" noise
     level = quiet.level
@@ -141,9 +150,10 @@ def main(argv=None) -> int:
         if a.cmd == "list": return _cmd_list(a)
         if a.cmd == "run": return _cmd_run(a)
         if a.cmd == "report" and a.check: return _cmd_report_check()
-        if a.cmd == "report": print(report(a.runs or None, a.out)); return 0
-        if a.cmd == "publish": print(publish_run(a.run, a.dest)); return 0
+        if a.cmd == "report": _nonempty_out(a.out); print(report(a.runs or None, a.out)); return 0
+        if a.cmd == "publish": _nonempty_out(a.dest, "--dest"); print(publish_run(a.run, a.dest, force=a.force)); return 0
         if a.cmd == "docs":
+            _nonempty_out(a.out)
             for p in build_docs(a.runs or None, a.out, check=a.check): print(p)
             return 0
     except (ChapterError, ChapterFailed) as e:

@@ -12,8 +12,11 @@ import functools
 import html
 import json
 import logging
+import os
 import re
+import shutil
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -679,29 +682,55 @@ def _render_all(pages, root, results) -> tuple:
     return bodies, stderr, skipped
 
 # %% ../nbs/08_docs.ipynb #98cc3e85
+def _inside(out: Path, rel) -> bool:
+    "Whether the site path `rel` resolves to a file inside `out`, symbolic links followed (a crafted name never reaches elsewhere)."
+    if not isinstance(rel, str) or not rel: return False
+    f, top = (Path(out) / rel).resolve(), Path(out).resolve()
+    return f != top and f.is_relative_to(top)
+
+def _install(new: Path, out: Path, rels: list, old_pages) -> None:
+    """Move the site built in `new` into `out`: the whole folder by one rename when `out` does not exist yet, else each
+    file renamed over its old version (`_site.json` last), then the old pages no longer in the site removed."""
+    outside = [r for r in rels if not _inside(out, r)]
+    if outside: raise ChapterError(f"the site in {out} would write outside it (a symbolic link in the way?): {', '.join(outside[:5])}")
+    if not out.exists():
+        os.rename(new, out); return
+    for rel in rels:
+        dst = out / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_dir() and not dst.is_symlink(): raise ChapterError(f"{dst} is a folder where the site has a page")
+        os.replace(new / rel, dst)
+    manifest = (out / "_site.json").resolve()
+    for rel in set(r for r in old_pages if isinstance(r, str)) - set(rels):
+        f = (out / rel).resolve()
+        if _inside(out, rel) and f != manifest and f.is_file(): f.unlink()
+
 def build_site(out="_docs", root=None, run_dirs=None, results="results/reproduce", notebooks=None) -> list:
-    "Write the documentation site into `out` (index, chapters, library notebooks, API reference); return the files written."
+    """Write the documentation site into `out` (index, chapters, library notebooks, API reference); return the files
+    written. The site is built in a temporary folder beside `out` and moved in only once whole (`_install`), so a
+    build that fails leaves the previous site as it was; no path written or removed lies outside `out`."""
     root = Path(root) if root else project_root()
     if root is None: raise ChapterError("cannot find the project (settings.ini and nbs/): run from the source tree")
     out, results = Path(out), Path(root) / results
+    if out.exists() and not out.is_dir(): raise ChapterError(f"{out} is a file, not a folder for the site")
     pages = site_pages(root, run_dirs, results, notebooks)
     bodies, stderr, skipped = _render_all(pages, root, results)
     pages = [p for p in pages if p.path in bodies]
-    written = []
-    for page in pages:
-        target = out / page.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(layout(page, pages, bodies[page.path]), encoding="utf-8")
-        written.append(target)
-    (out / "style.css").write_text(stylesheet(), encoding="utf-8")
-    manifest = out / "_site.json"
-    stale = set(_load(manifest).get("pages", [])) - set(bodies)
-    for rel in stale:
-        if not isinstance(rel, str): continue
-        f = (out / rel).resolve()                     # a crafted manifest must not reach outside the site folder
-        if f.is_relative_to(out.resolve()) and f != manifest.resolve() and f.is_file(): f.unlink()
-    manifest.write_text(json.dumps({"pages": [p.path for p in pages], "stderr": stderr, "skipped": skipped}, indent=1))
-    return written + [out / "style.css", manifest]
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.building-"))
+    try:
+        os.chmod(tmp, 0o755)                          # mkdtemp's folder is private; a site is for reading
+        for page in pages:
+            target = tmp / page.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(layout(page, pages, bodies[page.path]), encoding="utf-8")
+        (tmp / "style.css").write_text(stylesheet(), encoding="utf-8")
+        (tmp / "_site.json").write_text(json.dumps({"pages": [p.path for p in pages], "stderr": stderr, "skipped": skipped}, indent=1))
+        rels = [p.path for p in pages] + ["style.css", "_site.json"]
+        _install(tmp, out, rels, _load(out / "_site.json").get("pages", []))
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return [out / r for r in rels]
 
 # %% ../nbs/08_docs.ipynb #5a9d6e42
 class _Scan(HTMLParser):

@@ -12,52 +12,18 @@ import os
 import platform
 import re
 import shutil
-import subprocess
+import tempfile
 from pathlib import Path
 
-from .core import atomic_write, load_json, save_json
+from .core import _umask, atomic_write, chapter_hash, dirty_files, git_commit, load_json, save_json, study_hash
+from .docs import stderr_outputs
+from .runs import ChapterError, find_chapters, markdown_table, project_root, readme_text, run_scale, run_status
 
 # %% auto #0
-__all__ = ['INDEX_HEADING', 'chapter_hash', 'git_commit', 'dirty_files', 'study_hash', 'machine', 'relative_paths',
-           'absolute_paths', 'publish_run', 'published_records', 'claims_table', 'verdict_summary',
-           'write_claims_report', 'stale_records', 'mixed_commits', 'index_section', 'update_index']
+__all__ = ['INDEX_HEADING', 'machine', 'relative_paths', 'absolute_paths', 'publish_run', 'published_records', 'claims_table',
+           'verdict_summary', 'write_claims_report', 'stale_records', 'mixed_commits', 'index_section', 'update_index']
 
 # %% ../nbs/09_publish.ipynb #3e3d7370
-def chapter_hash(nb_path) -> str:
-    "SHA-256 of a notebook's cell types and sources (outputs, ids and metadata do not count)."
-    nb = json.loads(Path(nb_path).read_text(encoding="utf-8"))
-    h = hashlib.sha256()
-    for c in nb.get("cells", []):
-        src = c.get("source", "")
-        h.update(c.get("cell_type", "").encode() + b"\0" + ("".join(src) if isinstance(src, list) else src).encode() + b"\0")
-    return h.hexdigest()
-
-def git_commit(root) -> str | None:
-    "The checkout's commit (with '-dirty' when tracked files differ from it), or None outside git."
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError): return None
-
-def dirty_files(root) -> list:
-    "The tracked files of the checkout at `root` that differ from its commit ([] when clean or outside git)."
-    try: out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError): return []
-    return [line[3:] for line in out.splitlines() if line.strip()]
-
-def study_hash(root, study: str) -> str | None:
-    """SHA-256 over the study's notebooks (`nbs/NN_STUDY.ipynb` and `nbs/NN_STUDY_*.ipynb`: the chapter and the package it
-    exports), by `chapter_hash` each; None when there are none."""
-    nbs = Path(root) / "nbs"
-    files = sorted({*nbs.glob(f"[0-9]*_{study}.ipynb"), *nbs.glob(f"[0-9]*_{study}_*.ipynb")})
-    if not files: return None
-    h = hashlib.sha256()
-    for f in files: h.update(f.name.encode() + b"\0" + chapter_hash(f).encode() + b"\0")
-    return h.hexdigest()
-
 def machine() -> dict:
     "The CPU model and core count, and the GPU torch sees (None without one)."
     cpu = platform.processor() or ""
@@ -88,35 +54,91 @@ def _clean_notebook(path):
                 if "execution_count" in o: o["execution_count"] = None
     with atomic_write(path) as f: json.dump(nb, f, indent=1, ensure_ascii=False); f.write("\n")
 
-def _record(run, study: str, chapter, root) -> dict:
+def _record(run, study: str, chapter, root, forced: list) -> dict:
     """record.json: the commit and chapter hash the run recorded when it started (so that a chapter edited between
-    the run and `publish` shows as stale), else the checkout's now; wall time, machine, publication time."""
-    from astro_nb.runs import run_status
+    the run and `publish` shows as stale), else the checkout's now; wall time, machine, publication time, and why
+    it was published with --force (`forced`, when it was)."""
     metrics, source = load_json(run / "metrics.json"), run_status(run).get("source") or {}
     here = Path(root) / chapter
-    return {"study": study, "commit": source.get("commit") or git_commit(root), "chapter": str(chapter),
-            "chapter_sha256": source.get("chapter_sha256") or (chapter_hash(here) if here.exists() else None),
-            "study_sha256": source.get("study_sha256") or study_hash(root, study),
-            "wall_seconds": metrics.get("chapter_seconds"), **machine(),
-            "published": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    rec = {"study": study, "commit": source.get("commit") or git_commit(root), "chapter": str(chapter),
+           "chapter_sha256": source.get("chapter_sha256") or (chapter_hash(here) if here.exists() else None),
+           "study_sha256": source.get("study_sha256") or study_hash(root, study),
+           "wall_seconds": metrics.get("chapter_seconds"), **machine(),
+           "published": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    return {**rec, "forced": forced} if forced else rec
 
+# %% ../nbs/09_publish.ipynb #6b789814
 def _check_claims(run):
     "Refuse a run whose metrics.json claims are not rows of the claims protocol (`claims.check_rows`), before anything is replaced."
     from astro_nb.claims import check_rows
-    from astro_nb.runs import ChapterError
     try: check_rows(load_json(run / "metrics.json").get("claims") or [])
     except (ValueError, TypeError, AttributeError, OSError) as e:
         raise ChapterError(f"{run}/metrics.json: its claims cannot be published: {e}") from None
 
-def _check_clean(run, root):
-    "Refuse a run made from a checkout with uncommitted changes (its status.json `source`), naming the changed files."
-    from astro_nb.runs import ChapterError, run_status
+def _other_checkout(run, root) -> str | None:
+    "Where the run's code came from when that is not the checkout at `root` (status.json's `source.checkout`, else params.json's chapter)."
+    source = run_status(run).get("source") or {}
+    where = source.get("checkout")
+    if where is None:
+        chapter = Path(str((load_json(run / "params.json") or {}).get("chapter") or ""))
+        if not chapter.is_absolute(): return None            # a path relative to where it ran: cannot tell
+        where = str(chapter.resolve().parent.parent)
+    return None if Path(where).resolve() == Path(root).resolve() else where
+
+def _refusals(run, study: str, nb: Path, root) -> list:
+    "Why `run` should not become a record unless forced: its scale, another checkout, uncommitted changes, stderr outputs."
+    import nbformat
+    out, scale = [], run_scale(run)
+    if scale in ("quick", "unknown"):
+        out.append(f"it is a {scale}-scale run (records hold reproduce or paper runs; a quick run is a smoke test)")
+    other = _other_checkout(run, root)
+    if other: out.append(f"it was run from another checkout ({other}), not {Path(root).resolve()}")
     source = run_status(run).get("source") or {}
     if str(source.get("commit") or "").endswith("-dirty"):
         files = source.get("dirty") or ["(not recorded)"]
-        raise ChapterError(f"{run} was run from a checkout with uncommitted changes ({', '.join(files)}): commit them and "
-                           f"rerun; a record must name the code that made it")
+        out.append(f"it was run from a checkout with uncommitted changes ({', '.join(files)}): commit them and rerun; "
+                   "a record must name the code that made it")
+    try: shown = stderr_outputs(nbformat.read(nb, as_version=4))
+    except Exception as e: raise ChapterError(f"{nb} is not a readable notebook ({type(e).__name__}: {e})") from None
+    if shown:
+        out.append(f"its notebook shows {len(shown)} stderr/error output(s) ({'; '.join(shown[:3])}): fix the cells "
+                   "that warn or draw progress bars, and rerun")
+    return out
 
+def _validate_record(folder: Path, study: str, run, root):
+    "Refuse a record folder that would break a reader or the report: bad JSON, claims, notebook, a link, a machine path."
+    import nbformat
+    from astro_nb.claims import check_rows
+    links = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_symlink() or not (p.is_file() or p.is_dir())]
+    if links: raise ChapterError(f"the record of {study} would hold links or special files: {', '.join(links)}")
+    try:
+        for name in ("metrics.json", "params.json", "record.json", "status.json"):
+            if (folder / name).exists() and not isinstance(load_json(folder / name), dict):
+                raise ValueError(f"{name} is not a mapping")
+        check_rows(load_json(folder / "metrics.json").get("claims") or [])
+        nbformat.read(folder / f"{study}.ipynb", as_version=4)
+    except Exception as e:
+        raise ChapterError(f"the record of {study} does not validate, nothing was replaced: {type(e).__name__}: {e}") from None
+    hits = absolute_paths(folder, [Path(run).resolve(), Path(root).resolve()])
+    if hits: raise ChapterError(f"the record of {study} would name paths of this machine: {'; '.join(hits[:5])}")
+
+def _swap_in(new: Path, target: Path):
+    "Put the folder `new` at `target` by renames: the old record goes aside, the new one comes in, then the old one is removed."
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.replaced-{os.getpid()}")
+        if old.is_symlink() or old.is_file(): old.unlink()
+        elif old.exists(): shutil.rmtree(old)
+        os.rename(target, old)
+    try: os.rename(new, target)
+    except BaseException:
+        if old is not None: os.rename(old, target)            # the old record back, whole
+        raise
+    if old is None: return
+    if old.is_symlink(): old.unlink()
+    else: shutil.rmtree(old, ignore_errors=True)
+
+# %% ../nbs/09_publish.ipynb #5af2a30b
 def _path_map(run, root) -> list:
     "(absolute path, what a reader sees instead), longest first: the run folder, the checkout, the home folder."
     run, root = Path(run).resolve(), Path(root).resolve()
@@ -146,48 +168,69 @@ def absolute_paths(folder, roots) -> list:
         hits += [f"{f.name}: {r}" for r in roots if str(r) in text]
     return hits
 
-def publish_run(run_dir, dest="results/reproduce", root=None, max_mb: float = 10.0) -> Path:
-    """Copy the readable part of a completed run folder to `dest/STUDY/` (replacing a previous record) and rewrite
-    `dest/report.md`. Refuses a run that did not complete, and a notebook over `max_mb`."""
-    from astro_nb.runs import ChapterError, project_root, run_status
+def _copy_record(run: Path, tmp: Path, nb: Path, params: dict, chapter: Path):
+    "The readable part of `run` into `tmp`: notebook, JSON files, figures (regular files only: no symlink is followed)."
+    for name in (nb.name, "metrics.json", "papers.json", "status.json"):
+        f = run / name
+        if f.is_symlink(): raise ChapterError(f"{f} is a symbolic link: a record copies files, not what links point to")
+        if f.exists(): shutil.copy2(f, tmp / name)
+    params["parameters"] = {k: v for k, v in (params.get("parameters") or {}).items() if k != "out_dir"}
+    params["chapter"] = chapter.as_posix()
+    save_json(params, tmp / "params.json")
+    if (run / "figures").is_dir() and not (run / "figures").is_symlink():
+        shutil.copytree(run / "figures", tmp / "figures", symlinks=True,
+                        ignore=lambda d, names: [n for n in names if (Path(d) / n).is_symlink() or
+                                                 not ((Path(d) / n).is_file() or (Path(d) / n).is_dir())])
+
+def publish_run(run_dir, dest="results/reproduce", root=None, max_mb: float = 10.0, force: bool = False) -> Path:
+    """Copy the readable part of a completed run folder to `dest/STUDY/` (replacing a previous record only once the
+    new one is built and validated) and rewrite `dest/report.md`; README and index only when `dest` is under the
+    checkout's own `results/`. Refuses what the section above lists; `force` publishes the refusable ones anyway."""
     run, root = Path(run_dir), Path(root) if root else (project_root() or Path.cwd())
     state = run_status(run)["state"]
     if state != "completed": raise ChapterError(f"{run} is not a completed run (status: {state}); only completed runs are published")
-    params = load_json(run / "params.json"); study = params.get("study")
+    params = load_json(run / "params.json")
+    study = params.get("study") if isinstance(params, dict) else None
     if not isinstance(study, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", study):
         raise ChapterError(f"{run}/params.json names the study {study!r}: not a study name (lower-case letters, digits, _)")
+    chapters = find_chapters(Path(root) / "nbs")
+    if study not in chapters:
+        raise ChapterError(f"{run}/params.json names the study {study!r}, which is not a chapter of {Path(root) / 'nbs'} "
+                           f"({', '.join(chapters) or 'none found'})")
     _check_claims(run)
-    _check_clean(run, root)
     nb = run / f"{study}.ipynb"
-    if not nb.exists(): raise ChapterError(f"{run} has no executed notebook {nb.name}")
+    if not nb.is_file() or nb.is_symlink(): raise ChapterError(f"{run} has no executed notebook {nb.name}")
     if nb.stat().st_size > max_mb * 2**20:
         raise ChapterError(f"{nb} is {nb.stat().st_size / 2**20:.1f} MB, over {max_mb} MB: shrink its figures before publishing")
-    chapter = Path(params.get("chapter", ""))
-    chapter = chapter.relative_to(root) if chapter.is_absolute() and chapter.is_relative_to(root) else chapter
-    target, tmp = Path(dest) / study, Path(dest) / f".{study}.publishing"
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    for name in (nb.name, "metrics.json", "papers.json", "status.json"):
-        if (run / name).exists(): shutil.copy2(run / name, tmp / name)
-    params["parameters"] = {k: v for k, v in params.get("parameters", {}).items() if k != "out_dir"}
-    params["chapter"] = str(chapter)
-    save_json(params, tmp / "params.json")
-    if (run / "figures").is_dir():                 # plain files only: a symlinked figure is not copied by its target
-        shutil.copytree(run / "figures", tmp / "figures", symlinks=True,
-                        ignore=lambda d, names: [n for n in names if (Path(d) / n).is_symlink()])
-    save_json(_record(run, study, chapter, root), tmp / "record.json")
-    (tmp / ".notest").write_text("")
-    _clean_notebook(tmp / nb.name)
-    relative_paths(tmp, run, root)                # a record names no path of the machine it ran on
-    if target.exists(): shutil.rmtree(target)
-    os.replace(tmp, target)
+    reasons = _refusals(run, study, nb, root)
+    if reasons and not force:
+        raise ChapterError(f"{run} is not published: " + "; ".join(reasons) + ". (--force publishes it anyway; "
+                           "record.json then says why)")
+    chapter = chapters[study].resolve().relative_to(Path(root).resolve())
+    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    target = dest / study
+    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=f".{study}.publishing-"))
+    try:
+        _copy_record(run, tmp, nb, params, chapter)
+        other = _other_checkout(run, root)              # a record names no path of a machine, the other checkout's neither
+        forced = [r.replace(other, f"<another checkout: {Path(other).name}>") if other else r for r in reasons]
+        save_json(_record(run, study, chapter, root, forced), tmp / "record.json")
+        (tmp / ".notest").write_text("")
+        _clean_notebook(tmp / nb.name)
+        relative_paths(tmp, run, root)                # a record names no path of the machine it ran on
+        _validate_record(tmp, study, run, root)
+        os.chmod(tmp, 0o777 & ~_umask())               # mkdtemp makes it private; a record is as readable as its files
+        _swap_in(tmp, target)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
     write_claims_report(dest)
-    if Path(dest).resolve().is_relative_to(root.resolve()): update_index(root, Path(dest).resolve())   # never another tree's README
+    own = (Path(root) / "results").resolve()
+    if dest.resolve().is_relative_to(own): update_index(root, dest.resolve())   # never another tree's README
     return target
 
 # %% ../nbs/09_publish.ipynb #f4a5d47e
 def published_records(dest="results/reproduce") -> dict:
-    "{study: record folder} of the records under `dest`."
-    return {p.parent.name: p.parent for p in sorted(Path(dest).glob("*/record.json"))}
+    "{study: record folder} of the records under `dest` (hidden folders, such as a publish cut short, are not records)."
+    return {p.parent.name: p.parent for p in sorted(Path(dest).glob("*/record.json")) if not p.parent.name.startswith(".")}
 
 def _record_claims(dest) -> dict:
     "{study: its claim rows} of the records under `dest`."
@@ -211,7 +254,6 @@ def verdict_summary(dest="results/reproduce"):
 
 def write_claims_report(dest="results/reproduce") -> Path:
     "Write `dest/report.md`: the claims table of all records, each study linked to its executed chapter."
-    from astro_nb.runs import markdown_table
     dest, recs = Path(dest), published_records(dest)
     lines = [f"# Published {dest.name} runs\n",
              "Measured on the studies' simulators (not the papers' data), beside the published values. "
@@ -231,7 +273,6 @@ def write_claims_report(dest="results/reproduce") -> Path:
 
 def stale_records(dest="results/reproduce", root=None) -> list:
     "The records whose chapter source changed since they were made (or whose chapter is gone), as one line each."
-    from astro_nb.runs import project_root
     root, out = Path(root) if root else (project_root() or Path.cwd()), []
     for study, folder in published_records(dest).items():
         r = load_json(folder / "record.json"); nb = root / r.get("chapter", "")
@@ -263,7 +304,6 @@ def _legacy_note(dest) -> str:
 
 def index_section(dest="results/reproduce", root=None) -> str:
     "The markdown of the index's published-results section for the records under `dest`."
-    from astro_nb.runs import markdown_table
     dest = Path(dest); recs = published_records(dest)
     rel = dest.relative_to(root) if root is not None and dest.is_absolute() and dest.is_relative_to(root) else dest
     if not recs: return f"{INDEX_HEADING}\n\nNo `{rel.name}` run is published yet (`astro-nb publish RUN`)."
@@ -277,7 +317,6 @@ def index_section(dest="results/reproduce", root=None) -> str:
 
 def update_index(root, dest="results/reproduce") -> bool:
     "Rewrite the published-results cell of `root/index.ipynb` (added before '## Quick start' if missing) and README.md."
-    from astro_nb.runs import readme_text
     root = Path(root); path = root / "index.ipynb"
     if not path.exists(): return False
     nb = json.loads(path.read_text(encoding="utf-8")); text = index_section(Path(root) / dest if not Path(dest).is_absolute() else dest, root)

@@ -16,13 +16,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import atomic_write, flatten, load_json, param_differences, save_json, to_builtin
+from .core import LOCK_NAME, FolderLocked, RunLock, atomic_write, chapter_hash, describe_owner, dirty_files
+from .core import flatten, git_commit, load_json, lock_state, param_differences, read_lock, save_json, study_hash
+from .core import to_builtin
 
 # %% auto #0
 __all__ = ['ChapterError', 'project_root', 'nbs_dir', 'checkout_mismatch', 'scan_chapters', 'find_chapters', 'available_memory',
            'Param', 'chapter_params', 'coerce', 'check_params', 'profiles_dir', 'available_profiles', 'load_profile',
-           'is_path_param', 'resolve_params', 'ChapterFailed', 'new_run_dir', 'plan_runs', 'run_status', 'run_source',
-           'run_record', 'check_run_dir', 'run_chapter', 'collect_claims', 'verdict_table', 'run_scale',
+           'is_path_param', 'resolve_params', 'check_paths', 'ChapterFailed', 'new_run_dir', 'plan_runs', 'run_status',
+           'run_source', 'run_record', 'check_run_dir', 'run_chapter', 'collect_claims', 'verdict_table', 'run_scale',
            'collect_metrics', 'markdown_table', 'latest_runs', 'unfinished_runs', 'report', 'readme_text',
            'run_summary']
 
@@ -230,6 +232,9 @@ def coerce(study: str, p: Param, value, from_cli: bool = False):
 
 def check_params(study: str, declared: dict, given: dict, from_cli: bool = False) -> dict:
     "Validate `given` against the `declared` parameters of `study`; unknown names are refused."
+    if "out_dir" in given:
+        raise ChapterError(f"{study}: out_dir is the run folder, which astro-nb run sets: give --out FOLDER instead of "
+                           "setting out_dir (without --out, each run gets a new folder under _runs/)")
     unknown = [k for k in given if k not in declared]
     if unknown:
         valid = "\n  ".join(str(p) for p in declared.values())
@@ -299,6 +304,24 @@ def resolve_params(study: str, declared: dict, profile: dict | None = None, file
         if "device" in declared: out["device"] = device
     return {k: _absolute(v) if is_path_param(declared[k]) else v for k, v in out.items()}
 
+def check_paths(study: str, declared: dict, params: dict) -> dict:
+    """Refuse a path parameter in `params` (not '' nor a URL) that names nothing, a folder parameter (`*_dir`) that names
+    a file, or one that cannot be read: a chapter opens its inputs late, after hours of training. Returns `params`."""
+    for k, v in params.items():
+        p = declared.get(k)
+        if p is None or not is_path_param(p) or not isinstance(v, str) or not v or "://" in v: continue
+        path, what = Path(v), f"{study}: parameter {k!r} = {v!r}"
+        if not path.exists():
+            raise ChapterError(f"{what} names nothing: no such file or folder (relative paths are taken from the folder "
+                               "the command runs in; an empty value means the chapter's simulated data)")
+        if k.endswith("_dir") and not path.is_dir(): raise ChapterError(f"{what} is a file; the chapter wants a folder")
+        try:
+            if path.is_dir(): os.listdir(path)
+            else:
+                with open(path, "rb") as f: f.read(1)
+        except OSError as e: raise ChapterError(f"{what} cannot be read: {e.strerror or e}") from None
+    return params
+
 def _check_defaults(study: str, declared: dict, given: dict):
     "The chapter's own defaults (those not overridden) must pass their checks too, e.g. fit in memory."
     for name, p in declared.items():
@@ -345,6 +368,11 @@ def plan_runs(studies, profile="quick", params_file=None, cli_params=None, devic
     chapters, unreadable = scan_chapters(nbs)
     studies = _requested(studies, chapters, unreadable)
     prof = load_profile(profile) if profile else {}
+    if profile and str(profile) not in available_profiles():     # a user's profile file: every entry must be a chapter
+        stray = [k for k in prof if k not in chapters and k not in unreadable]
+        if stray:
+            raise ChapterError(f"profile {profile}: no chapter named {', '.join(map(repr, stray))} in {nbs_dir(nbs)}; "
+                               f"chapters: {', '.join(chapters) or '(none found)'}")
     fparams = _params_file(params_file)
     declared = {}
     for s in studies:
@@ -363,6 +391,7 @@ def plan_runs(studies, profile="quick", params_file=None, cli_params=None, devic
     for s, dec in declared.items():
         # profile entries are always checked strictly: one the chapter does not declare is an error in the profile
         params = resolve_params(s, dec, prof.get(s), fparams, cli_params, device, strict=strict)
+        check_paths(s, dec, params)
         try: _check_defaults(s, dec, params)
         except ChapterError as e:
             if broken is None: raise
@@ -376,21 +405,28 @@ _UNFINISHED = ("failed", "interrupted", "running")
 def _now() -> str: return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 def run_status(run_dir) -> dict:
-    "The run's status.json: state running, completed, failed or interrupted, started, finished, error ('unknown' when absent or unreadable)."
+    """The run's status.json: state running, completed, failed or interrupted, started, finished, error ('unknown' when
+    absent or unreadable). A `running` run whose folder lock is stale (its process is gone: killed, or the machine
+    went down) reads as `interrupted`, with the lock's owner in the error."""
     blank = {"state": "unknown", "started": None, "finished": None, "error": None}
     path = Path(run_dir) / "status.json"
     if not path.exists(): return blank
     try: st = load_json(path)
     except (ValueError, OSError) as e: return {**blank, "error": _one_line(e)}
-    return {**blank, **st} if isinstance(st, dict) else blank
+    st = {**blank, **st} if isinstance(st, dict) else blank
+    if st["state"] == "running" and lock_state(run_dir) == "stale":
+        st = {**st, "state": "interrupted",
+              "error": f"its process ({describe_owner(read_lock(run_dir))}) ended without finishing (killed?)"}
+    return st
 
 def run_source(nb_path) -> dict:
-    """The code a run executes, taken at its start: the checkout's commit (None outside git, '-dirty' with the changed
-    files listed when it has uncommitted changes), the chapter's source hash and its study's notebooks' hash."""
-    from astro_nb.publish import chapter_hash, dirty_files, git_commit, study_hash   # publish builds on this module
+    """The code a run executes, taken at its start: the checkout it comes from, its commit (None outside git, '-dirty'
+    with the changed files listed when it has uncommitted changes), the chapter's source hash and its study's
+    notebooks' hash."""
     nb_path = Path(nb_path).resolve()
     commit, study = git_commit(nb_path.parent), re.sub(r"^\d+_", "", nb_path.stem)
-    out = {"commit": commit, "chapter_sha256": chapter_hash(nb_path), "study_sha256": study_hash(nb_path.parent.parent, study)}
+    out = {"checkout": str(nb_path.parent.parent), "commit": commit, "chapter_sha256": chapter_hash(nb_path),
+           "study_sha256": study_hash(nb_path.parent.parent, study)}
     if commit and commit.endswith("-dirty"): out["dirty"] = dirty_files(nb_path.parent)
     return out
 
@@ -420,13 +456,27 @@ def _writable_folder(run_dir: Path):
         with tempfile.TemporaryFile(dir=p): pass
     except OSError as e: raise ChapterError(f"run folder {run_dir}: cannot write in {p} ({e.strerror or e})") from None
 
-def check_run_dir(study: str, run_dir, parameters: dict, fresh: bool = False) -> str:
+def _enclosing_run(run_dir: Path) -> Path | None:
+    "The run folder that `run_dir` would lie inside (a folder above it holding params.json or status.json), else None."
+    for p in Path(run_dir).resolve().parents:
+        if (p / "params.json").is_file() or (p / "status.json").is_file(): return p
+    return None
+
+def check_run_dir(study: str, run_dir, parameters: dict, fresh: bool = False, nb_path=None) -> str:
     """Whether `run_dir` can take a run of `study` with `parameters` (all of them, as `run_record` gives): "new" (absent
-    or empty), "resume" (a run of `study` with the same parameters), "fresh" (a run that `fresh` moves aside); else
-    ChapterError saying why, each differing parameter named (old -> new)."""
+    or empty), "resume" (a run of `study` with the same parameters, made by the same version of the chapter `nb_path`
+    when given), "fresh" (a run that `fresh` moves aside); else ChapterError saying why, each differing parameter
+    named (old -> new). A folder inside another run folder, or one a live run holds (its lock), is refused always."""
     run_dir = Path(run_dir)
     _writable_folder(run_dir)
-    if not run_dir.exists() or not any(run_dir.iterdir()): return "new"
+    outer = _enclosing_run(run_dir)
+    if outer is not None:
+        raise ChapterError(f"{run_dir} lies inside the run folder {outer}: a run there would mix its files with that "
+                           "run's (and overwrite its report); give a folder outside it")
+    if lock_state(run_dir) == "held":
+        raise ChapterError(f"{study}: {run_dir} is in use by {describe_owner(read_lock(run_dir))}: a second run (or "
+                           "--fresh) there would mix two runs; wait for it to end, stop it, or give another --out")
+    if not run_dir.exists() or not any(e.name != LOCK_NAME for e in run_dir.iterdir()): return "new"
     if not (run_dir / "params.json").exists():
         raise ChapterError(f"{run_dir} is not empty and has no params.json (not a run folder): give a new or empty folder")
     if fresh: return "fresh"
@@ -440,6 +490,11 @@ def check_run_dir(study: str, run_dir, parameters: dict, fresh: bool = False) ->
         said = ", ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in diff.items())
         raise ChapterError(f"{study}: {run_dir} holds a run with other parameters ({said}); run with the same "
                            "parameters to resume it, or add --fresh to move the old run aside and start over")
+    was = (run_status(run_dir).get("source") or {}).get("chapter_sha256")
+    if nb_path is not None and was and was != chapter_hash(nb_path):
+        raise ChapterError(f"{study}: {run_dir} was run by another version of {Path(nb_path).name} (its source changed "
+                           "since that run started): resuming would mix two versions of the code in one folder; add "
+                           "--fresh to move the old run aside and start over")
     return "resume"
 
 def _move_aside(run_dir: Path) -> Path:
@@ -449,6 +504,14 @@ def _move_aside(run_dir: Path) -> Path:
     while target.exists(): target, k = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{k}"), k + 1
     run_dir.rename(target)
     return target
+
+@contextlib.contextmanager
+def _owned(run_dir: Path):
+    "Hold `run_dir`'s lock (`core.RunLock`) while the block runs; a folder a live process holds is a ChapterError."
+    try: lock = RunLock(run_dir).acquire()
+    except FolderLocked as e: raise ChapterError(f"{e}: a second run (or --fresh) there would mix two runs") from None
+    try: yield lock
+    finally: lock.release()
 
 # %% ../nbs/01_runs.ipynb #a13c0006
 class _AtomicNotebookIO:
@@ -505,25 +568,27 @@ def run_chapter(study: str, nb_path, params: dict, run_dir=None, progress_bar: b
                 kernel_name: str | None = None, fresh: bool = False) -> Path:
     """Execute one chapter with papermill into `run_dir`; raise ChapterFailed with the failing cell's error.
 
-    The folder must pass `check_run_dir` (same parameters resume, others are refused unless `fresh`, which moves
-    the old run aside); status.json tracks the run and the executed notebook is replaced atomically."""
+    The folder must pass `check_run_dir` (same parameters and chapter resume, others are refused unless `fresh`, which
+    moves the old run aside); the run holds the folder's lock from start to end, status.json tracks it and the
+    executed notebook is replaced atomically."""
     import papermill as pm
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(study)
     record = run_record(study, nb_path, params, run_dir)
-    if check_run_dir(study, run_dir, record["parameters"], fresh) == "fresh": _move_aside(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.glob(f".{study}.ipynb.*.tmp"): stale.unlink()    # a save cut short by a kill -9
-    save_json(record, run_dir / "params.json")
-    _set_status(run_dir, "running", source=run_source(nb_path))
-    inject = dict(params)
-    if "out_dir" in record["parameters"]: inject["out_dir"] = record["parameters"]["out_dir"]
-    out_nb = (run_dir / f"{study}.ipynb").resolve()
-    try:
-        with _atomic_output(out_nb), _kernel_progress(progress_bar):
-            pm.execute_notebook(str(nb_path), str(out_nb), parameters=inject, cwd=str(run_dir), progress_bar=progress_bar,
-                                kernel_name=kernel_name, extra_arguments=_quiet_kernel(nb_path, kernel_name))
-    except BaseException as e: _record_failure(study, run_dir, e)
-    _set_status(run_dir, "completed")
+    if check_run_dir(study, run_dir, record["parameters"], fresh, nb_path) == "fresh":
+        with _owned(run_dir) as lock: lock.dir = _move_aside(run_dir)     # the lock file moves with the old run
+    with _owned(run_dir):
+        for stale in run_dir.glob(f".{study}.ipynb.*.tmp"): stale.unlink()    # a save cut short by a kill -9
+        save_json(record, run_dir / "params.json")
+        _set_status(run_dir, "running", source=run_source(nb_path))
+        inject = dict(params)
+        if "out_dir" in record["parameters"]: inject["out_dir"] = record["parameters"]["out_dir"]
+        out_nb = (run_dir / f"{study}.ipynb").resolve()
+        try:
+            with _atomic_output(out_nb), _kernel_progress(progress_bar):
+                pm.execute_notebook(str(nb_path), str(out_nb), parameters=inject, cwd=str(run_dir), progress_bar=progress_bar,
+                                    kernel_name=kernel_name, extra_arguments=_quiet_kernel(nb_path, kernel_name))
+        except BaseException as e: _record_failure(study, run_dir, e)
+        _set_status(run_dir, "completed")
     return run_dir
 
 # %% ../nbs/01_runs.ipynb #bedc72b9

@@ -319,3 +319,37 @@ def test_crafted_manifest_deletes_nothing_outside_the_site(tmp_path):
     (out / "_site.json").write_text(json.dumps({"pages": ["chapters/../../victim_file.txt", str(victim), 3]}))
     docs.build_site(out, root=ROOT, run_dirs=[], results=tmp_path / "none", notebooks=["00_core"])
     assert victim.read_text() == "keep me"
+
+
+def _site_files(out: Path) -> dict:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_build_leaves_the_old_site_whole(tmp_path, monkeypatch):
+    "#21: the site is built in a temporary folder and moved in only once whole."
+    out = tmp_path / "site"
+    docs.build_site(out, root=ROOT, run_dirs=[], results=tmp_path / "r", notebooks=["00_core", "01_runs"])
+    before = _site_files(out)
+    real, laid = docs.layout, []
+    def failing(page, pages, body):
+        laid.append(page.path)
+        if len(laid) == 3: raise OSError(28, "No space left on device")
+        return real(page, pages, body) + "<!-- rebuilt -->"
+    monkeypatch.setattr(docs, "layout", failing)
+    with pytest.raises(OSError, match="No space left"):
+        docs.build_site(out, root=ROOT, run_dirs=[], results=tmp_path / "r", notebooks=["00_core"])
+    assert _site_files(out) == before                                  # not one page replaced, none removed
+    assert [p.name for p in tmp_path.iterdir()] == ["site"]             # no temporary folder left beside it
+    monkeypatch.setattr(docs, "layout", real)
+    docs.build_site(out, root=ROOT, run_dirs=[], results=tmp_path / "r", notebooks=["00_core"])
+    assert not (out / "notebooks" / "01_runs.html").exists() and docs.check_site(out) == []
+
+
+def test_the_site_writes_nothing_through_a_symlink_out_of_its_folder(tmp_path):
+    "#21: every path the site writes resolves inside --out (a symlinked folder in the way is refused)."
+    out, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    out.mkdir(); elsewhere.mkdir()
+    (out / "notebooks").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ChapterError, match="would write outside it.*notebooks/00_core.html"):
+        docs.build_site(out, root=ROOT, run_dirs=[], results=tmp_path / "r", notebooks=["00_core"])
+    assert list(elsewhere.iterdir()) == [] and list(out.iterdir()) == [out / "notebooks"]

@@ -1,5 +1,6 @@
 "Published records of completed runs (astro_nb.publish) and `astro-nb publish` / `report --check`."
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -9,6 +10,12 @@ from astro_nb.claims import claim_row
 from astro_nb.core import load_json, save_json
 from astro_nb.cli import main
 from astro_nb.runs import ChapterError
+
+
+@pytest.fixture(autouse=True)
+def reproduce_scale(monkeypatch):
+    "The demo chapter has no reproduce profile, so its runs read as quick: these tests publish them as reproduce runs."
+    monkeypatch.setattr(publish, "run_scale", lambda run: "reproduce")
 
 
 def _project(tmp_path, state="completed"):
@@ -199,3 +206,129 @@ def test_record_names_no_path_of_the_machine(tmp_path):
     assert publish.absolute_paths(rec, [root.resolve(), tmp_path.resolve()]) == []
     text = (rec / "demo.ipynb").read_text()
     assert "run folder _runs/demo-1" in text and 'root = \\"./nbs\\"' in text
+
+
+# ---- #21: a publish that validates, then swaps ---------------------------------------------------------------
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def test_publish_refuses_a_study_that_is_not_a_chapter(tmp_path):
+    root, chap, run = _project(tmp_path)
+    dest = root / "results" / "reproduce"
+    publish.publish_run(run, dest, root=root)
+    before = _tree(dest)
+    save_json({**load_json(run / "params.json"), "study": "report"}, run / "params.json")   # a valid name, no chapter
+    (run / "report.ipynb").write_text((run / "demo.ipynb").read_text())
+    with pytest.raises(ChapterError, match="'report', which is not a chapter of .*nbs \\(demo\\)"):
+        publish.publish_run(run, dest, root=root, force=True)
+    assert _tree(dest) == before
+
+
+def test_quick_and_unknown_scale_runs_are_refused_unless_forced(tmp_path, monkeypatch, capsys):
+    from astro_nb import runs
+    monkeypatch.setattr(publish, "run_scale", runs.run_scale)
+    root, chap, run = _project(tmp_path)
+    assert runs.run_scale(run) == "quick"
+    dest = root / "results" / "reproduce"
+    with pytest.raises(ChapterError, match="it is a quick-scale run .*--force publishes it anyway"):
+        publish.publish_run(run, dest, root=root)
+    assert not (dest / "demo").exists()
+    save_json({**load_json(run / "params.json"), "chapter": "nowhere/10_demo.ipynb"}, run / "params.json")
+    assert runs.run_scale(run) == "unknown"
+    with pytest.raises(ChapterError, match="unknown-scale run"):
+        publish.publish_run(run, dest, root=root)
+    (root / "settings.ini").write_text("[DEFAULT]\n")
+    monkeypatch.chdir(root)
+    assert main(["publish", str(run), "--dest", str(dest)]) == 1 and "unknown-scale run" in capsys.readouterr().err
+    assert main(["publish", str(run), "--dest", str(dest), "--force"]) == 0
+    forced = load_json(dest / "demo" / "record.json")["forced"]
+    assert len(forced) == 1 and forced[0].startswith("it is a unknown-scale run")
+
+
+def test_a_run_from_another_checkout_is_refused_unless_forced(tmp_path):
+    root, chap, run = _project(tmp_path)
+    other = tmp_path / "clone"; (other / "nbs").mkdir(parents=True)
+    save_json({"state": "completed", "source": {"checkout": str(other), "commit": "a" * 40}}, run / "status.json")
+    dest = root / "results" / "reproduce"
+    with pytest.raises(ChapterError, match=f"another checkout \\({other}\\)"):
+        publish.publish_run(run, dest, root=root)
+    save_json({"state": "completed"}, run / "status.json")                      # older runs: the chapter path tells
+    save_json({**load_json(run / "params.json"), "chapter": str(other / "nbs" / "10_demo.ipynb")}, run / "params.json")
+    with pytest.raises(ChapterError, match="another checkout"):
+        publish.publish_run(run, dest, root=root)
+    rec = publish.publish_run(run, dest, root=root, force=True)
+    assert load_json(rec / "record.json")["chapter"] == "nbs/10_demo.ipynb"     # this checkout's chapter, never a machine path
+    assert publish.absolute_paths(rec, [tmp_path.resolve()]) == []
+
+
+def test_a_notebook_showing_stderr_is_refused_naming_the_cell(tmp_path):
+    root, chap, run = _project(tmp_path)
+    nb = json.loads((run / "demo.ipynb").read_text())
+    nb["cells"][1]["outputs"].append({"output_type": "stream", "name": "stderr", "text": "100%|####| 5/5 [00:01]\n"})
+    (run / "demo.ipynb").write_text(json.dumps(nb))
+    with pytest.raises(ChapterError, match=r"shows 1 stderr/error output\(s\) \(cell 1: 100%"):
+        publish.publish_run(run, root / "results" / "reproduce", root=root)
+    assert not (root / "results" / "reproduce" / "demo").exists()
+
+
+def test_a_failed_publish_keeps_the_old_record_and_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    root, chap, run = _project(tmp_path)
+    dest = root / "results" / "reproduce"
+    publish.publish_run(run, dest, root=root)
+    before = _tree(dest)
+    (run / "figures" / "new.png").write_bytes(b"png2")
+    def broken(*a, **k): raise OSError(28, "No space left on device")
+    monkeypatch.setattr(publish, "relative_paths", broken)                     # fails while the record is being built
+    with pytest.raises(OSError, match="No space left"):
+        publish.publish_run(run, dest, root=root)
+    assert _tree(dest) == before
+    monkeypatch.undo(); monkeypatch.setattr(publish, "run_scale", lambda run: "reproduce")
+    real, calls = publish.os.rename, []
+    def rename(a, b):                                                           # the new record cannot be renamed in
+        calls.append((a, b))
+        if len(calls) == 2: raise OSError(18, "Invalid cross-device link")
+        return real(a, b)
+    monkeypatch.setattr(publish.os, "rename", rename)
+    with pytest.raises(OSError, match="cross-device"):
+        publish.publish_run(run, dest, root=root)
+    monkeypatch.setattr(publish.os, "rename", real)
+    assert _tree(dest) == before                                                # the old record renamed back, whole
+    rec = publish.publish_run(run, dest, root=root)
+    assert (rec / "figures" / "new.png").exists() and sorted(p.name for p in dest.iterdir()) == ["demo", "report.md"]
+
+
+def test_a_record_that_does_not_validate_replaces_nothing(tmp_path, monkeypatch):
+    root, chap, run = _project(tmp_path)
+    dest = root / "results" / "reproduce"
+    publish.publish_run(run, dest, root=root)
+    before = _tree(dest)
+    nb = json.loads((run / "demo.ipynb").read_text())
+    nb["cells"][1]["outputs"][0]["text"] = f"saved to {run.resolve()}/figures\n"
+    (run / "demo.ipynb").write_text(json.dumps(nb))
+    monkeypatch.setattr(publish, "relative_paths", lambda *a: [])               # a machine path would stay in the record
+    with pytest.raises(ChapterError, match="would name paths of this machine"):
+        publish.publish_run(run, dest, root=root)
+    assert _tree(dest) == before
+
+
+def test_readme_is_rewritten_only_for_the_checkouts_own_results(tmp_path):
+    root, chap, run = _project(tmp_path)
+    (root / "index.ipynb").write_text(json.dumps({"cells": [{"cell_type": "markdown", "id": "x", "metadata": {},
+                                                             "source": "# demo"}], "metadata": {}, "nbformat": 4,
+                                                  "nbformat_minor": 5}))
+    (root / "README.md").write_text("mine")
+    publish.publish_run(run, root / "scratch" / "records", root=root)          # inside the checkout, not its results/
+    assert (root / "README.md").read_text() == "mine" and "Published results" not in (root / "index.ipynb").read_text()
+    publish.publish_run(run, root / "results" / "reproduce", root=root)
+    assert "## Published results" in (root / "README.md").read_text()
+
+
+def test_a_publish_cut_short_is_not_listed_as_a_record(tmp_path):
+    root, chap, run = _project(tmp_path)
+    dest = root / "results" / "reproduce"
+    publish.publish_run(run, dest, root=root)
+    shutil.copytree(dest / "demo", dest / ".demo.publishing-abc")          # a kill -9 between validating and swapping
+    assert list(publish.published_records(dest)) == ["demo"]
+    assert ".demo.publishing" not in publish.write_claims_report(dest).read_text()

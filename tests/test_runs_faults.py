@@ -186,6 +186,7 @@ def test_relative_paths_resolved_from_the_working_folder(ranged_nbs, tmp_path, f
     work = tmp_path / "work"
     (work / "data").mkdir(parents=True)
     (work / "data" / "objects.csv").write_text("a,b\n1,2\n")
+    (work / "data" / "w.pt").write_bytes(b"weights")                   # path parameters name inputs that exist (#21)
     (work / "p.yaml").write_text("weights: data/w.pt\n")
     monkeypatch.chdir(work)
     assert main(["run", "ranged", "--nbs", str(ranged_nbs), "-p", "data_table", "data/objects.csv", "-f", "p.yaml",
@@ -437,7 +438,9 @@ def test_kill_9_leaves_a_valid_notebook(tmp_path):
     assert target.exists() and target.stat().st_size > 2_000_000, "the run did not get far enough to test"
     nb = nbformat.read(target, as_version=4)                       # valid JSON, a valid notebook
     assert len(nb.cells) == 42
-    assert runs.run_status(out)["state"] == "running"              # killed: never marked completed
+    assert load_json(out / "status.json")["state"] == "running"    # killed: never marked completed ...
+    st = runs.run_status(out)                                      # ... and its lock, held by no one, says so (#21)
+    assert st["state"] == "interrupted" and f"PID {proc.pid} " in st["error"] and "ended without finishing" in st["error"]
     assert runs.latest_runs(tmp_path) == [] and runs.unfinished_runs(tmp_path) == [out]
 
 
