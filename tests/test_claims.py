@@ -152,8 +152,10 @@ def test_claims_frame_counts_and_old_records():
 
 def test_plot_claims_one_panel_per_row():
     import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     fig = claims.plot_claims([_row(), _row(low=0.5, high=0.9)])
     assert len(fig.axes) == 2
+    plt.close(fig)
     with pytest.raises(ValueError, match="no claims"):
         claims.plot_claims([])
 

@@ -80,10 +80,11 @@ def _asymmetry(im):
 
 def test_mergers_more_asymmetric_without_noise():
     # the merger signal exists in the noise-free light: rotational asymmetry ranks mergers above non-mergers
+    # (less strongly since issue 25 set the tidal light to the literature's ~2% and put companions on the primary)
     from sklearn.metrics import roc_auc_score
-    o = sim.simulate_mergers(40, np.random.default_rng(8), image_size=64, n_angles=1, noise=False)
-    a = [_asymmetry(o["images"][i, 0, 1] + o["images"][i, 0, 2]) for i in range(40)]
-    assert roc_auc_score(o["label"], a) > 0.75
+    o = sim.simulate_mergers(80, np.random.default_rng(8), image_size=64, n_angles=1, noise=False)
+    a = [_asymmetry(o["images"][i, 0, 1] + o["images"][i, 0, 2]) for i in range(80)]
+    assert roc_auc_score(o["label"], a) > 0.6
 
 
 def test_noise_level():

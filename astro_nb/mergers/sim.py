@@ -10,14 +10,19 @@ import functools
 import numpy as np
 
 # %% auto #0
-__all__ = ['BANDS', 'BANDPASS_FILES', 'PIXEL_SCALE', 'PSF_FWHM', 'PSF_BETA', 'DEPTH_5SIGMA', 'SKY_RMS_F160W_WIDE', 'ZEROPOINT',
-           'EXPOSURE_S', 'NJY_AB', 'REF_MAG', 'TEMPLATE', 'CLASSES', 'STAGES', 'Q_CLASSES', 'MERGER_Q_MIN', 'MAJOR_Q',
-           'SMF_ALL', 'QFRAC', 'SIZE_MASS', 'ICOSAHEDRON_AXES', 'LABEL_KEYS', 'sky_rms', 'mag_to_njy', 'q_class',
-           'stage_name', 'rgb_image', 'redshift_tables', 'sample_log_mass', 'main_sequence', 'sample_galaxy',
-           'galaxy_components', 'sample_system', 'random_rotation', 'view_directions', 'projection_basis',
-           'render_view', 'add_noise', 'simulate_mergers']
+__all__ = ['SIM_VERSION', 'BANDS', 'BANDPASS_FILES', 'PIXEL_SCALE', 'PSF_FWHM', 'PSF_BETA', 'DEPTH_5SIGMA', 'SKY_RMS_F160W_WIDE',
+           'ZEROPOINT', 'EXPOSURE_S', 'NJY_AB', 'REF_MAG', 'TEMPLATE', 'CLASSES', 'STAGES', 'Q_CLASSES', 'MERGER_Q_MIN',
+           'MAJOR_Q', 'SMF_ALL', 'QFRAC', 'SIZE_MASS', 'MERGER_WINDOW_GYR', 'TIDAL_LIGHT_FRACTION',
+           'TIDAL_FRACTION_SCATTER_DEX', 'TIDAL_SB_FAINTEST', 'TAIL_SB_YOUNG', 'TIDAL_SB_BRIGHTEST',
+           'TAIL_SPEED_KPC_GYR', 'P_NO_PERICENTRE', 'PERICENTRE_AGE_GYR', 'KW08_MERGE_GYR', 'KW08_RP_KPC_H',
+           'KW08_MSTAR_H', 'KW08_SLOPE', 'HUBBLE_H', 'SFR_ENHANCEMENT', 'SFR_ENHANCEMENT_SCATTER_DEX',
+           'ICOSAHEDRON_AXES', 'LABEL_KEYS', 'sky_rms', 'mag_to_njy', 'q_class', 'stage_name', 'rgb_image',
+           'redshift_tables', 'sample_log_mass', 'main_sequence', 'sample_galaxy', 'galaxy_components', 'rest_frame_sb',
+           'pair_separation_kpc', 'sample_system', 'random_rotation', 'view_directions', 'projection_basis',
+           'render_view', 'add_noise', 'companion_overlaps', 'simulate_mergers']
 
 # %% ../../nbs/11_mergers_sim.ipynb #c59a00c0
+SIM_VERSION = 2       # bumped when the simulated images change for the same parameters (2: issue 25, the simulator as observed)
 BANDS = ("F814W", "F125W", "F160W")
 BANDPASS_FILES = {"F814W": "ACS_wfc_F814W.dat", "F125W": "WFC3_ir_F125W.dat", "F160W": "WFC3_ir_F160W.dat"}
 PIXEL_SCALE = 0.06                                                  # arcsec per pixel (CANDELS mosaics)
@@ -129,16 +134,16 @@ def _band_flux(log_mass, kind, z, dms=0.0) -> np.ndarray:
     if kind == "sf": mag = mag - 2.5 * 0.4 * dms           # above the main sequence: brighter (younger light)
     return mag_to_njy(mag)
 
-def _tail(rng, start, normal, length, n_pts, flux, sigma):
-    "A tidal tail: points on a widening spiral arc in the plane orthogonal to `normal`, from `start`."
+def _tail(rng, start, normal, length, n_pts, sigma=0.8):
+    "A tidal tail: points on a widening spiral arc in the plane orthogonal to `normal`, from `start`, and its blob widths."
     u = _unit(np.cross(normal, _rand_dir(rng))); w = np.cross(normal, u)
     s = np.linspace(0.15, 1.0, n_pts)
     phi = rng.uniform(0, 2 * np.pi) + rng.choice([-1, 1]) * rng.uniform(1.2, 3.0) * s
     r = length * s
     pts = start + r[:, None] * (np.cos(phi)[:, None] * u + np.sin(phi)[:, None] * w)
+    arc = float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
     pts += rng.normal(0, 0.1 * length / n_pts ** 0.5, size=pts.shape)
-    wts = np.exp(-1.5 * s); wts /= wts.sum()
-    return pts, np.full(n_pts, sigma), wts[:, None] * flux[None, :]
+    return pts, np.full(n_pts, max(sigma, 0.5 * arc / n_pts))     # a long tail is wider, not beaded
 
 def _shell(rng, centre, radius, n_pts, flux, sigma):
     "A shell: points on a spherical cap (half-angle ~40 deg) of `radius` around a random axis."
@@ -169,6 +174,34 @@ def galaxy_components(g: dict, z: float, pos, rng, clumps: bool = True) -> dict:
                 f_bulge=f_bulge, f_disk=f_disk, blobs=blobs)
 
 # %% ../../nbs/11_mergers_sim.ipynb #4c13352b
+# Each number below is read in the source named beside it (see the prose above); [I] marks a stated choice
+MERGER_WINDOW_GYR = 0.5                  # the paper: a merger within |t - t_merge| < 0.5 Gyr; early before, late after
+TIDAL_LIGHT_FRACTION = 0.02              # CFHT-LSB 2025 (475 galaxies, to 29 mag/arcsec^2): tidal features hold 2% of the light
+TIDAL_FRACTION_SCATTER_DEX = 0.3         # [I] system-to-system spread of that fraction (no source read; stated)
+TIDAL_SB_FAINTEST = 27.8                 # CFHT-LSB 2025: no tidal feature detected fainter than 27.8 mag/arcsec^2 (rest frame, z ~ 0)
+TAIL_SB_YOUNG = (23.8, 0.8)              # Reshetnikov 1998/2000: tidal tails of local interacting galaxies, mean rest-frame B SB +- sd
+TIDAL_SB_BRIGHTEST = TAIL_SB_YOUNG[0] - 2 * TAIL_SB_YOUNG[1]   # 22.2: no feature brighter, locally, than the young tails' 2-sigma end
+TAIL_SPEED_KPC_GYR = (100.0, 200.0)      # [I] tails grow at ~ a disc's rotation speed, 100-200 km/s (Toomre & Toomre 1972)
+P_NO_PERICENTRE = 0.1                    # Patton+2024 (TNG VI): ~90% of pairs closer than 25 kpc had a pericentre in the past Gyr
+PERICENTRE_AGE_GYR = 1.0                 #   ... so an early pair's tails are 0-1 Gyr old, and 10% of pairs have none yet
+KW08_MERGE_GYR = (1.1, 1.6)              # Kitzbichler & White 2008: T ~ 1.1-1.6 Gyr (r_p / 25 kpc/h) (M* / 3e10 Msun/h)^-0.3
+KW08_RP_KPC_H, KW08_MSTAR_H, KW08_SLOPE, HUBBLE_H = 25.0, 3e10, -0.3, 0.6774   # h of Planck15 (the simulator's cosmology)
+SFR_ENHANCEMENT = {1: 1.23, 2: 1.86}     # Shah+2022 (CANDELS/COSMOS, 0.5 < z < 3): pairs < 25 kpc x1.23, coalesced mergers x1.86
+SFR_ENHANCEMENT_SCATTER_DEX = 0.2        # [I] spread of the enhancement: as wide as the main sequence's own scatter (Speagle+2014)
+
+def rest_frame_sb(flux_njy, area_kpc2, z) -> np.ndarray:
+    "Rest-frame surface brightness (AB mag/arcsec^2) of `flux_njy` observed spread over `area_kpc2`: the observed SB less 7.5 log10(1+z)."
+    arcsec2 = np.asarray(area_kpc2, float) / _at(z, "kpc_per_arcsec") ** 2
+    with np.errstate(divide="ignore"):                             # no light: infinitely faint
+        mu_obs = NJY_AB - 2.5 * np.log10(np.asarray(flux_njy, float) / arcsec2)
+    return mu_obs - 7.5 * np.log10(1 + np.asarray(z, float))      # I_nu dims as (1+z)^3 at a fixed rest frequency
+
+def pair_separation_kpc(t_to_merge_gyr, log_mstar, rng) -> float:
+    "3D separation (kpc) of a pair `t_to_merge_gyr` before coalescence, from the Kitzbichler & White (2008) merging time."
+    t0 = rng.uniform(*KW08_MERGE_GYR)
+    rp = KW08_RP_KPC_H / HUBBLE_H * (t_to_merge_gyr / t0) * (10 ** log_mstar / (KW08_MSTAR_H / HUBBLE_H)) ** (-KW08_SLOPE)
+    return float(max(4 / np.pi * rp, 1.0))          # <r_p> = (pi/4) r_3D for random orientations; merged below 1 kpc
+
 def _plume(rng, centre, spin, reff, frac_flux, n_pts=8):
     "A lopsided, tidally displaced plume: Gaussian blobs 0.4-1.6 r_eff off `centre` on one side of the disk."
     u = _unit(np.cross(spin, _rand_dir(rng))) + 0.5 * _rand_dir(rng)      # mostly in the disk plane
@@ -176,67 +209,91 @@ def _plume(rng, centre, spin, reff, frac_flux, n_pts=8):
     pts = centre + reff * (s[:, None] * _unit(u)[None] + rng.normal(0, 0.35, (n_pts, 3)))
     return pts, np.full(n_pts, 0.45 * reff), np.repeat(frac_flux[None] / n_pts, n_pts, 0)
 
+def _capped(flux, area_kpc2, z):
+    "`flux` (3 bands) dimmed where the feature's local rest-frame SB (F125W, ~V at 1 < z < 1.5) is brighter than TIDAL_SB_BRIGHTEST."
+    if flux[BANDS.index("F125W")] <= 0: return flux
+    mu = float(rest_frame_sb(flux[BANDS.index("F125W")], area_kpc2, z))
+    return flux * 10 ** (-0.4 * max(TIDAL_SB_BRIGHTEST - mu, 0.0))
+
 def sample_system(rng, merger: bool, z_min=1.0, z_max=1.5, logm_min=9.0, logm_max=11.5,
                   q_min=0.1, p_late=0.5, p_satellite=0.3, tail_strength=1.0) -> dict:
-    "Labels and 3D components of one system (a merger or not)."
+    "Labels, 3D components and tidal features (with their areas) of one system (a merger or not)."
     z = float(rng.uniform(z_min, z_max))
     log_mtot = float(sample_log_mass(1, rng, logm_min, logm_max)[0])
-    q, stage = 0.0, 0
+    q, stage, t_merge = 0.0, 0, 0.0
     if merger:
         q = float(np.exp(rng.uniform(np.log(q_min), 0.0)))
         stage = 2 if rng.random() < p_late else 1
+        t_merge = float(rng.uniform(0, MERGER_WINDOW_GYR)) * (1 if stage == 2 else -1)   # time since coalescence
     lm1 = log_mtot - np.log10(1 + q)
-    boost = rng.uniform(0.1, 0.3) if merger else 0.0
+    # star formation: a merger-sequence enhancement drawn per system, the same for both galaxies (Scudder+2012: synchronised);
+    # only star-forming galaxies take it (Hani+2020: passive post-mergers show none); it can be <= 0
+    boost = float(rng.normal(np.log10(SFR_ENHANCEMENT[stage]), SFR_ENHANCEMENT_SCATTER_DEX)) if merger else 0.0
     g1 = sample_galaxy(lm1, z, rng, boost)
     comps = [galaxy_components(g1, z, np.zeros(3), rng)]
     log_sfr = [g1["log_sfr"]]
-    sep = 0.0
+    sep, f_frac, features = 0.0, 0.0, []
     if merger:
         g2 = sample_galaxy(lm1 + np.log10(q), z, rng, boost)
         log_sfr.append(g2["log_sfr"])
-        # light moved into tidal features: 6-18% of the system for an equal-mass merger, ~sqrt(q) less for minor ones
-        # (a design choice tuned to make the task learnable, not a literature value)
-        a = tail_strength * rng.uniform(0.06, 0.18) * np.sqrt(q)
-        if stage == 1:                    # a separate, tidally distorted companion
-            sep = float(np.exp(rng.uniform(np.log(3.0), np.log(30.0)))); pos2 = sep * _rand_dir(rng)
-        else:                             # coalescing: a second nucleus within a few kpc, the companion's disk torn up
+        orbit = _rand_dir(rng)                                   # the orbital plane's normal: companion, tails and bridge lie in it
+        in_plane = _unit(np.cross(orbit, _rand_dir(rng)))
+        if stage == 1:                    # a separate companion on its way in
+            sep = pair_separation_kpc(-t_merge, lm1, rng); pos2 = sep * in_plane
+            has_tails = rng.random() >= P_NO_PERICENTRE
+            age = float(rng.uniform(0, PERICENTRE_AGE_GYR))     # tails launched at the first pericentre
+        else:                             # coalesced: a second nucleus within a few kpc ([I] 0.8-4 kpc), the companion's disk torn up
             sep = float(rng.uniform(0.8, 4.0)); pos2 = sep * _rand_dir(rng)
             g2 = {**g2, "bt": min(1.0, g2["bt"] + 0.4), "reff_kpc": g2["reff_kpc"] * 0.6}
+            has_tails, age = True, t_merge                       # tails launched at coalescence
         c2 = galaxy_components(g2, z, pos2, rng, clumps=(stage == 1))
         comps.append(c2)
         c1 = comps[0]
-        tot = c1["f_bulge"] + c1["f_disk"] + c2["f_bulge"] + c2["f_disk"]
-        disks = c1["f_disk"] + c2["f_disk"]
-        f_tid = np.minimum(a * tot, 0.8 * disks)   # taken from the disks, so the system keeps its catalogue light
-        for c in (c1, c2):
-            c["f_disk"] = c["f_disk"] * (1 - f_tid / disks)
-        orbit = _rand_dir(rng)
-        L = rng.uniform(1.5, 3.0) * g1["reff_kpc"] + rng.uniform(5, 15)
-        share = (0.35, 0.35, 0.3) if stage == 1 else (0.25, 0.25, 0.5)     # tail 1, tail 2, bridge or plume+shell
-        for start, frac, n_pts in ((np.zeros(3), share[0], 18), (pos2, share[1], 14)):
-            pts, sig, fl = _tail(rng, start, orbit, L * (0.6 + 0.4 * q), n_pts, frac * f_tid, sigma=0.8)
-            c1["blobs"].append((pts, sig, fl))
-        if stage == 1:
-            t = np.linspace(0.2, 0.8, 10)[:, None]
-            pts = t * pos2 + rng.normal(0, 0.5, (10, 3))
-            c1["blobs"].append((pts, np.full(10, 0.8), np.repeat(share[2] * f_tid[None] / 10, 10, 0)))
-            fp = 0.2 * c2["f_disk"]; c2["f_disk"] = c2["f_disk"] - fp          # the companion's disk is lopsided too
-            c2["blobs"].append(_plume(rng, pos2, c2["spin"], g2["reff_kpc"], fp))
-        else:
-            c1["bulge_offset"] = rng.uniform(0.3, 1.2) * _rand_dir(rng)
-            has_shell = rng.random() < 1.0 - 0.5 * q
-            c1["blobs"].append(_plume(rng, np.zeros(3), c1["spin"], g1["reff_kpc"], share[2] * f_tid * (0.5 if has_shell else 1.0)))
-            if has_shell:
-                R = rng.uniform(1.5, 3.0) * g1["reff_kpc"] + 2
-                pts, sig, fl = _shell(rng, np.zeros(3), R, 16, 0.5 * share[2] * f_tid, sigma=0.6)
-                c1["blobs"].append((pts, sig, fl))
+        if has_tails:
+            tot = c1["f_bulge"] + c1["f_disk"] + c2["f_bulge"] + c2["f_disk"]
+            disks = c1["f_disk"] + c2["f_disk"]
+            f_frac = tail_strength * TIDAL_LIGHT_FRACTION * 10 ** rng.normal(0, TIDAL_FRACTION_SCATTER_DEX)
+            f_tid = np.minimum(f_frac * tot, 0.8 * disks)
+            # tails grow as they age, so their surface brightness falls: young tails bright, old ones faded
+            L = max(2 * g1["reff_kpc"], rng.uniform(*TAIL_SPEED_KPC_GYR) * age)
+            share = (0.3, 0.3, 0.2, 0.2) if stage == 1 else (0.25, 0.25, 0.25, 0.25)  # tails, bridge + companion plume | plume + shell
+            parts = []
+            for start, frac, n_pts in ((np.zeros(3), share[0], 18), (pos2, share[1], 14)):
+                pts, sig = _tail(rng, start, orbit, L, n_pts)
+                arc = float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
+                parts.append(("tail", pts, sig, frac, arc * np.sqrt(2 * np.pi) * sig[0]))
+            if stage == 1:
+                t = np.linspace(0.2, 0.8, 10)[:, None]
+                pts = t * pos2 + rng.normal(0, 0.5, (10, 3))
+                parts.append(("bridge", pts, np.full(10, 0.8), share[2], 0.6 * sep * np.sqrt(2 * np.pi) * 0.8))
+                pts, sig, _ = _plume(rng, pos2, c2["spin"], g2["reff_kpc"], np.zeros(3))
+                parts.append(("plume", pts, sig, share[3], 2 * np.pi * (sig[0] ** 2 + (0.6 * g2["reff_kpc"]) ** 2)))
+            else:
+                c1["bulge_offset"] = rng.uniform(0.3, 1.2) * _rand_dir(rng)
+                has_shell = rng.random() < 1.0 - 0.5 * q
+                pts, sig, _ = _plume(rng, np.zeros(3), c1["spin"], g1["reff_kpc"], np.zeros(3))
+                parts.append(("plume", pts, sig, share[2] * (1 if has_shell else 2), 2 * np.pi * (sig[0] ** 2 + (0.6 * g1["reff_kpc"]) ** 2)))
+                if has_shell:
+                    R = rng.uniform(1.5, 3.0) * g1["reff_kpc"] + 2
+                    pts, sig, _ = _shell(rng, np.zeros(3), R, 16, np.zeros(3), sigma=0.6)
+                    parts.append(("shell", pts, sig, share[3], 2 * np.pi * R ** 2 * (1 - np.cos(np.deg2rad(40)))))
+            used = np.zeros(3)
+            for kind, pts, sig, frac, area in parts:
+                fl = _capped(frac * f_tid, area, z)              # the literature's local SB limit
+                used = used + fl
+                c1["blobs"].append((pts, sig, np.repeat(fl[None] / len(pts), len(pts), 0)))
+                features.append(dict(kind=kind, flux=fl, area_kpc2=float(area), sb_rest=float(rest_frame_sb(fl[1], area, z))))
+            for c in (c1, c2):                                   # taken from the disks: the system keeps its catalogue light
+                c["f_disk"] = c["f_disk"] * (1 - used / disks)
+            f_frac = float(used[BANDS.index("F160W")] / tot[BANDS.index("F160W")])
     if rng.random() < p_satellite:        # a small satellite below the merger threshold, in any system
         gs = sample_galaxy(lm1 + np.log10(rng.uniform(0.02, 0.08)), z, rng)
         comps.append(galaxy_components(gs, z, rng.uniform(10.0, 40.0) * _rand_dir(rng), rng))
     sfr = float(np.sum(10 ** np.array(log_sfr)))
     labels = dict(label=int(merger), log_mstar=log_mtot, sfr=sfr, log_ssfr=float(np.log10(sfr) - log_mtot),
-                  q=q, stage=stage, z=z, sep_kpc=sep, quiescent=int(g1["kind"] == "q"))
-    return dict(labels=labels, components=comps)
+                  q=q, stage=stage, z=z, sep_kpc=sep, quiescent=int(g1["kind"] == "q"),
+                  sfr_boost_dex=float(boost if g1["kind"] == "sf" else 0.0), f_tidal=float(f_frac), t_merge_gyr=t_merge)
+    return dict(labels=labels, components=comps, features=features)
 
 # %% ../../nbs/11_mergers_sim.ipynb #8e3a0aa1
 _PHI = (1 + 5 ** 0.5) / 2
@@ -313,7 +370,14 @@ def add_noise(img: np.ndarray, rng, depth: str = "wide") -> np.ndarray:
     return img + rng.normal(size=img.shape) * np.sqrt(var)
 
 # %% ../../nbs/11_mergers_sim.ipynb #c15045de
-LABEL_KEYS = ("label", "log_mstar", "sfr", "log_ssfr", "q", "stage", "z", "sep_kpc", "quiescent")
+LABEL_KEYS = ("label", "log_mstar", "sfr", "log_ssfr", "q", "stage", "z", "sep_kpc", "quiescent",
+              "sfr_boost_dex", "f_tidal", "t_merge_gyr")
+
+def companion_overlaps(system: dict, views) -> np.ndarray:
+    "Per view, whether a merger's companion centre projects inside the primary's disk half-light radius (False for non-mergers)."
+    if not system["labels"]["label"]: return np.zeros(len(views), bool)
+    p2, r1 = system["components"][1]["pos"], system["components"][0]["disk_hlr"]
+    return np.array([np.hypot(*(p2 @ np.stack(projection_basis(v), 1))) < r1 for v in views])
 
 def simulate_mergers(n: int, rng, image_size: int = 101, n_angles: int = 6, merger_fraction: float = 0.5,
                      z_min: float = 1.0, z_max: float = 1.5, logm_min: float = 9.0, logm_max: float = 11.5,
@@ -325,7 +389,7 @@ def simulate_mergers(n: int, rng, image_size: int = 101, n_angles: int = 6, merg
     if not 0 < q_min <= 1: raise ValueError(f"q_min must be in (0, 1], got {q_min}")
     imgs = np.zeros((n, n_angles, len(BANDS), image_size, image_size), np.float32)
     lab = {k: np.zeros(n) for k in LABEL_KEYS}
-    deep = np.zeros(n, np.int8); proj_sep = np.zeros((n, n_angles), np.float32)
+    deep = np.zeros(n, np.int8); proj_sep = np.zeros((n, n_angles), np.float32); overlap = np.zeros((n, n_angles), np.int8)
     for i in range(n):
         s = sample_system(rng, bool(rng.random() < merger_fraction), z_min, z_max, logm_min, logm_max,
                           q_min, p_late, p_satellite, tail_strength)
@@ -338,6 +402,7 @@ def simulate_mergers(n: int, rng, image_size: int = 101, n_angles: int = 6, merg
         if s["labels"]["label"]:
             p2 = s["components"][1]["pos"]
             proj_sep[i] = [np.hypot(*(p2 @ np.stack(projection_basis(v), 1))) for v in views]
-    out = {"images": imgs, "deep": deep, "proj_sep_kpc": proj_sep}
+            overlap[i] = companion_overlaps(s, views)
+    out = {"images": imgs, "deep": deep, "proj_sep_kpc": proj_sep, "overlap": overlap}
     out.update({k: v.astype(np.int8 if k in ("label", "stage", "quiescent") else np.float32) for k, v in lab.items()})
     return out
