@@ -196,6 +196,18 @@ def test_label_table_errors(fits_folder):
         data.load_fits_cutouts(folder / "nowhere")
 
 
+def test_label_table_blank_cells_refused(fits_folder):
+    "#21: blank labels used to load as 0 (non-merger) and blank SFRs as 0.0."
+    folder, _ = fits_folder
+    t = (folder / "labels.csv").read_text().splitlines()
+    hdr = t[0].split(",")
+    for col in ("label", "sfr"):
+        rows = [r.split(",") for r in t[1:]]; rows[2][hdr.index(col)] = ""
+        (folder / "blank.csv").write_text("\n".join([t[0]] + [",".join(r) for r in rows]) + "\n")
+        with pytest.raises(data.CutoutError, match=rf"blank.csv: column '{col}' is blank on line\(s\) \[4\]"):
+            data.read_label_table(folder / "blank.csv")
+
+
 def test_preprocess():
     x = np.random.default_rng(0).normal(size=(2, 3, 40, 40)).astype(np.float32)
     out = data.preprocess(x, 32)

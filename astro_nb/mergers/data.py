@@ -98,6 +98,13 @@ def read_label_table(path) -> dict:
     cols = {c.lower(): c for c in t.colnames}
     missing = [c for c in LABEL_COLUMNS if c not in cols]
     if missing: raise CutoutError(f"label table {path} lacks column(s) {missing}; it has {t.colnames}")
+    for c in LABEL_COLUMNS:                      # blank cells arrive as masked values: np.asarray would make them 0
+        mask = np.ma.getmaskarray(t[cols[c]])
+        if mask.any():
+            rows = (np.flatnonzero(mask) + 2).tolist()      # file line numbers (line 1 is the header)
+            more = " ..." if len(rows) > 10 else ""
+            raise CutoutError(f"label table {path}: column {cols[c]!r} is blank on line(s) {rows[:10]}{more}; "
+                              "fill or drop those rows")
     out = {c: np.asarray(t[cols[c]]) for c in LABEL_COLUMNS}
     out["id"] = out["id"].astype(str); out["angle"] = out["angle"].astype(int)
     st = out["stage"]
