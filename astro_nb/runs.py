@@ -495,6 +495,11 @@ def check_run_dir(study: str, run_dir, parameters: dict, fresh: bool = False, nb
         raise ChapterError(f"{study}: {run_dir} was run by another version of {Path(nb_path).name} (its source changed "
                            "since that run started): resuming would mix two versions of the code in one folder; add "
                            "--fresh to move the old run aside and start over")
+    was_pkg = (run_status(run_dir).get("source") or {}).get("study_sha256")
+    if nb_path is not None and was_pkg and was_pkg != study_hash(Path(nb_path).resolve().parent.parent, study):
+        raise ChapterError(f"{study}: {run_dir} was run by another version of the {study} package (nbs/*_{study}_*.ipynb "
+                           "changed since that run started: its banks and checkpoints may come from another simulator or "
+                           "model); add --fresh to move the old run aside and start over")
     return "resume"
 
 def _move_aside(run_dir: Path) -> Path:

@@ -197,3 +197,17 @@ def test_a_profile_entry_for_an_unknown_study_is_refused(nbs, tmp_path, fake, ca
     prof.write_text("tiny:\n  n_points: 30\n")
     assert main(["run", "tiny", "--nbs", str(nbs), "--profile", str(prof), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
     assert fake.calls[0]["parameters"]["n_points"] == 30
+
+
+def test_resuming_after_the_study_package_changed_is_refused(nbs, tmp_path, fake, capsys):
+    "A changed simulator or model notebook (nbs/NN_study_part.ipynb) would leave old banks and checkpoints in the folder."
+    part = nbs / "11_tiny_sim.ipynb"
+    part.write_text(json.dumps({"cells": [{"cell_type": "code", "source": "x = 1", "metadata": {}, "outputs": []}],
+                                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    out = tmp_path / "r"
+    assert _run(nbs, out, "-p", "n_points", "20") == 0
+    part.write_text(part.read_text().replace("x = 1", "x = 2"))
+    capsys.readouterr()
+    assert _run(nbs, out, "-p", "n_points", "20") == 1
+    assert "another version of the tiny package" in capsys.readouterr().err
+    assert _run(nbs, out, "-p", "n_points", "20", "--fresh") == 0
