@@ -13,7 +13,14 @@ DATA = Path(__file__).parent / "data" / "agn_dc"
 
 @pytest.fixture(scope="module")
 def out():
-    return sim.simulate_survey(12_000, np.random.default_rng(13), n_visits=30)
+    "The parent survey, to the coadd depth (before the labelled-sample selection)."
+    return sim.simulate_survey(12_000, np.random.default_rng(13), n_visits=30, labelled_depth=False)
+
+
+@pytest.fixture(scope="module")
+def labelled_out():
+    "The labelled sample (the default): each class brighter than its spectroscopic targeting bound."
+    return sim.simulate_survey(6_000, np.random.default_rng(17), n_visits=20)
 
 
 def _delta_r(o):
@@ -145,3 +152,24 @@ def test_tables_carry_agn_labels_and_truth(tmp_path):
     assert 0 < np.mean(written != truth["cls"].to_numpy()) < 0.03
     objects, rep = data.load_object_table(paths["ObjectTable"])
     assert rep["merged_into_Qso"]["Agn"] > 0
+
+
+def test_labelled_sample_is_brighter_than_the_targeting_bound(out, labelled_out):
+    # the bounds the notebook cites: quasar programs g <= 22.5 or r <= 22.0; galaxies eBOSS LRG i <= 21.8 or ELG g <= 22.825
+    assert sim.LABELLED_DEPTH["Qso"] == (("g", 22.5), ("r", 22.0))
+    assert sim.LABELLED_DEPTH["Gal"] == (("i", 21.8), ("g", 22.825))
+    frac = np.bincount(labelled_out["cls"], minlength=3) / len(labelled_out["cls"])
+    np.testing.assert_allclose(frac, sim.class_fractions(), atol=0.02)               # the class mix is kept
+    for k, name in enumerate(sim.CLASSES):
+        sel = labelled_out["cls"] == k
+        m = np.stack([labelled_out[f"bdMag_{b}"][sel] for b in sim.BANDS], 1)     # measured total magnitudes
+        assert np.mean(sim.labelled(m - 0.3, name)) > 0.97, name
+        assert np.mean(sim.labelled(np.stack([out[f"bdMag_{b}"][out["cls"] == k] for b in sim.BANDS], 1), name)) < 0.9
+    gal = labelled_out["cls"] == sim.LABELS["Gal"]
+    assert np.nanpercentile(labelled_out["bdMag_r"][gal], 99) < 23.0                  # far from the coadd depth 24.5
+
+
+def test_labelled_rejects_bad_magnitudes():
+    with pytest.raises(ValueError, match="ugrizy"):
+        sim.labelled(np.zeros((3, 5)), "Qso")
+    assert not sim.labelled(np.full((1, 6), np.nan), "Gal")[0]                        # no magnitude, no label

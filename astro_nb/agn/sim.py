@@ -16,10 +16,10 @@ __all__ = ['BANDS', 'LC_BANDS', 'CLASSES', 'LABELS', 'CLASS_MAP', 'STRIPE82_COUN
            'VARIABLE_STAR_FRACTION', 'RRLYRAE_SHARE', 'WHITE_DWARF_FRACTION', 'SN_SURVEY_WEIGHT', 'EPOCH_LN_SIGMA',
            'MACLEOD_SF', 'MACLEOD_TAU', 'QUIESCENT_FRACTION', 'SIZE_LN_SIGMA', 'HOST_M_R', 'HOST_MAX_Z',
            'AGN_NUCLEUS_TO_HOST', 'VAR_TYPES', 'MACLEOD_SF_DEX', 'MACLEOD_TAU_DEX', 'BAND_CORRELATION',
-           'PSF_MODEL_SCATTER', 'OBJECT_LABELS', 'TRUTH_COLUMNS', 'mag_err', 'mag_to_njy', 'njy_to_mag',
-           'stripe82_cadence', 'epoch_seeing', 'macleod_drw', 'drw', 'number_counts_mags', 'kpc_per_arcsec',
-           'galaxy_half_light_radius', 'psf_minus_model', 'quasar_colours', 'distance_modulus', 'class_fractions',
-           'noisy_labels', 'simulate_survey', 'write_tables']
+           'PSF_MODEL_SCATTER', 'LABELLED_DEPTH', 'OBJECT_LABELS', 'TRUTH_COLUMNS', 'mag_err', 'mag_to_njy',
+           'njy_to_mag', 'stripe82_cadence', 'epoch_seeing', 'macleod_drw', 'drw', 'number_counts_mags',
+           'kpc_per_arcsec', 'galaxy_half_light_radius', 'psf_minus_model', 'quasar_colours', 'distance_modulus',
+           'labelled', 'class_fractions', 'noisy_labels', 'simulate_survey', 'write_tables']
 
 # %% ../../nbs/21_agn_sim.ipynb #8da1b526
 BANDS = ("u", "g", "r", "i", "z", "y")
@@ -283,24 +283,59 @@ BAND_CORRELATION = (0.7, 1.0)                # per-quasar correlation of the ban
 PSF_MODEL_SCATTER = 0.015                    # mag, psf-minus-model of point sources beyond the photon noise: 1.4826 x the
                                              # median |psMag - bdMag| in griz of the challenge's sample rows
 
+# Labelled-sample depth: an object has a label only if an SDSS spectroscopic program targeted it, so each class is kept
+# brighter than the faintest targeting limit of the programs its labels come from, as (band, limit) clauses of a union
+# on true total AB magnitudes (sources in "Who carries a label"). A bound on the labelled depth, not its distribution.
+LABELLED_DEPTH = {"Star": (("g", 22.5), ("r", 22.0)),       # point sources: the quasar programs' faintest limits [I]
+                  "Gal": (("i", 21.8), ("g", 22.825)),       # eBOSS LRG i <= 21.8 [R]; eBOSS ELG g < 22.825 [M]
+                  "Qso": (("g", 22.5), ("r", 22.0))}         # Stripe 82 variability g_dered <= 22.5, eBOSS CORE r < 22 [R]
+
+def labelled(mags, name: str, depth: dict = LABELLED_DEPTH) -> np.ndarray:
+    "True where objects of class `name` with ugrizy magnitudes `mags` (n, 6) pass any (band, limit) clause of `depth[name]`."
+    mags = np.atleast_2d(np.asarray(mags, float))
+    if mags.shape[-1] != len(BANDS): raise ValueError(f"mags must have {len(BANDS)} bands (ugrizy), got shape {mags.shape}")
+    ok = np.zeros(len(mags), bool)
+    for band, limit in depth[name]: ok |= mags[:, BANDS.index(band)] <= limit
+    return ok
+
+def _total_mags(point, ext):
+    "AB magnitudes of a point part plus an extended part (inf = absent)."
+    with np.errstate(divide="ignore"):
+        return -2.5 * np.log10(10 ** (-0.4 * point) + 10 ** (-0.4 * ext))
+
+def _draw_labelled(draw, n, rng, name, mags_of, depth, max_rounds: int = 200):
+    """`draw(m, rng)` -> tuple of arrays with first axis m; keep only the objects `labelled` under `depth` (None: all),
+    drawing again until `n` are kept."""
+    if depth is None or n == 0: return draw(n, rng)
+    parts, have = [], 0
+    for _ in range(max_rounds):
+        m = max(4 * (n - have), 64)
+        out = draw(m, rng)
+        keep = labelled(mags_of(out), name, depth)
+        parts.append(tuple(np.asarray(a)[keep] for a in out)); have += int(keep.sum())
+        if have >= n: return tuple(np.concatenate([p[k] for p in parts])[:n] for k in range(len(parts[0])))
+    raise RuntimeError(f"labelled-sample selection kept {have} of {n} {name} objects after {max_rounds} rounds: check LABELLED_DEPTH")
+
 def class_fractions(counts: dict = LC_SUBSET_COUNTS) -> np.ndarray:
     """Star, Gal, Qso fractions of `counts`: by default the labelled objects with light-curve features (the paper's
     own split), the objects its classifiers were trained and first tested on; `STRIPE82_COUNTS` for all labels."""
     c = np.array([counts[k] for k in CLASSES], float)
     return c / c.sum()
 
-def _intrinsic(n, rng):
+def _intrinsic(n, rng, depth: dict | None = LABELLED_DEPTH):
     """Classes and what each object is: a point component (star, quasar nucleus) and an extended one (galaxy, host)
-    as ugrizy magnitudes (inf where absent), the extended part's half-light radius, redshift, astrometry, M_i, M_BH."""
+    as ugrizy magnitudes (inf where absent), the extended part's half-light radius, redshift, astrometry, M_i, M_BH.
+    With `depth`, each class's objects are drawn from its labelled sample (`labelled`); None: the parent survey."""
     cls = rng.choice(len(CLASSES), size=n, p=class_fractions())
     nb = len(BANDS)
     o = {"cls": cls, "point": np.full((n, nb), np.inf), "ext": np.full((n, nb), np.inf), "r_half": np.zeros(n),
          "z": np.zeros(n), "plx": np.full(n, np.nan), "pmra": np.zeros(n), "pmdec": np.zeros(n),
          "M_i": np.full(n, np.nan), "log_mbh": np.full(n, np.nan), "agn": np.zeros(n, bool)}
     s, g, q = (cls == LABELS["Star"]), (cls == LABELS["Gal"]), (cls == LABELS["Qso"])
-    o["point"][s], _, o["plx"][s], o["pmra"][s], o["pmdec"][s] = _stars(s.sum(), rng)
-    o["ext"][g], o["z"][g], o["r_half"][g] = _galaxies(g.sum(), rng)
-    (o["point"][q], o["ext"][q], o["r_half"][q], o["z"][q], o["M_i"][q], o["log_mbh"][q], o["agn"][q]) = _quasars(q.sum(), rng)
+    o["point"][s], _, o["plx"][s], o["pmra"][s], o["pmdec"][s] = _draw_labelled(_stars, s.sum(), rng, "Star", lambda a: a[0], depth)
+    o["ext"][g], o["z"][g], o["r_half"][g] = _draw_labelled(_galaxies, g.sum(), rng, "Gal", lambda a: a[0], depth)
+    (o["point"][q], o["ext"][q], o["r_half"][q], o["z"][q], o["M_i"][q], o["log_mbh"][q], o["agn"][q]) = _draw_labelled(
+        _quasars, q.sum(), rng, "Qso", lambda a: _total_mags(a[0], a[1]), depth)
     o["plx"][~s] = 0.0
     return o
 
@@ -420,9 +455,11 @@ def noisy_labels(cls, rng: np.random.Generator, rate: float = LABEL_NOISE) -> np
     return np.where(flip, (cls + rng.integers(1, len(CLASSES), len(cls))) % len(CLASSES), cls).astype(np.int8)
 
 def simulate_survey(n: int, rng: np.random.Generator, n_visits: int = 60, years: int = 10,
-                    max_visits: int | None = None, band_correlation: float | None = None, label_noise: float = LABEL_NOISE):
-    "Simulate `n` Stripe-82-like objects: Object columns, ugriz light curves and the truth (a bank simulator)."
-    o = _intrinsic(n, rng)
+                    max_visits: int | None = None, band_correlation: float | None = None, label_noise: float = LABEL_NOISE,
+                    labelled_depth: bool = True):
+    """Simulate `n` Stripe-82-like objects: Object columns, ugriz light curves and the truth (a bank simulator). By default
+    the objects are the labelled sample (`LABELLED_DEPTH`); `labelled_depth=False` gives the parent survey to the coadd depth."""
+    o = _intrinsic(n, rng, LABELLED_DEPTH if labelled_depth else None)
     cls, z = o["cls"], o["z"]
     t, _ = stripe82_cadence(n, rng, n_visits, years, max_visits)
     seeing = epoch_seeing(t, rng)
