@@ -26,9 +26,9 @@ except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['LOCK_NAME', 'get_device', 'seed_everything', 'atomic_write', 'to_builtin', 'save_json', 'load_json', 'flatten',
-           'progress', 'save_figure', 'environment_info', 'param_differences', 'interactive_dir', 'RunContext',
-           'chapter_hash', 'git_commit', 'dirty_files', 'study_hash', 'describe_owner', 'FolderLocked', 'read_lock',
-           'lock_state', 'RunLock']
+           'progress', 'save_figure', 'environment_info', 'param_differences', 'code_digest', 'interactive_dir',
+           'RunContext', 'chapter_hash', 'git_commit', 'dirty_files', 'study_hash', 'describe_owner', 'FolderLocked',
+           'read_lock', 'lock_state', 'RunLock']
 
 # %% ../nbs/00_core.ipynb #b32b61a0
 def get_device(device="auto"):
@@ -173,13 +173,27 @@ def param_differences(old: dict, new: dict, ignore=("out_dir",)) -> dict:
     return {k: (old[k], new[k]) for k in new if k in old and k not in ignore and not _same(old[k], new[k])}
 
 # %% ../nbs/00_core.ipynb #95c5ced8
+_PACKAGE = Path(__file__).resolve().parent if "__file__" in globals() else None
+
+def code_digest(name: str, package=None) -> str:
+    """SHA-256 of the exported source of study package `name` (`astro_nb/NAME/*.py`), '' when there is none: a
+    changed simulator or model gives interactive runs a new folder instead of reusing stale banks and checkpoints."""
+    import importlib.util
+    pkg = Path(package) if package is not None else (_PACKAGE or Path(importlib.util.find_spec("astro_nb").origin).parent)
+    files = sorted((pkg / name).glob("*.py")) if name and (pkg / name).is_dir() else []
+    if not files: return ""
+    h = hashlib.sha256()
+    for f in files: h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
 def interactive_dir(name: str, params: dict | None = None, root="_runs") -> Path:
-    """The run folder of a notebook run without `out_dir`: `_runs/NAME-interactive-HASH`, HASH from the parameters,
-    so rerunning with the same parameters resumes and a run with others gets its own folder (never a mix)."""
+    """The run folder of a notebook run without `out_dir`: `_runs/NAME-interactive-HASH`, HASH from the parameters
+    and the study package's code (`code_digest`), so rerunning with the same parameters and code resumes, and a run
+    with other parameters, or after the simulator or model changed, gets its own folder (never a mix)."""
     if params is None: return Path(root) / f"{name}-interactive"
     import hashlib
     p = {k: v for k, v in to_builtin(params).items() if k != "out_dir"}
-    digest = hashlib.sha256(json.dumps(p, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    digest = hashlib.sha256((json.dumps(p, sort_keys=True, default=str) + code_digest(name)).encode()).hexdigest()[:8]
     return Path(root) / f"{name}-interactive-{digest}"
 
 class RunContext:

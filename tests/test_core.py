@@ -157,3 +157,17 @@ def test_progress_goes_to_the_terminal_not_the_notebook(monkeypatch):
     with runs._kernel_progress(True): assert core.os.environ["ASTRO_NB_PROGRESS"] == "terminal"
     with runs._kernel_progress(False): assert core.os.environ["ASTRO_NB_PROGRESS"] == "0"
     assert "ASTRO_NB_PROGRESS" not in core.os.environ
+
+
+def test_interactive_folder_follows_the_study_code(tmp_path, monkeypatch):
+    "A changed simulator gives interactive runs a new folder: stale banks and checkpoints are never reused silently."
+    from astro_nb import core
+    pkg = tmp_path / "astro_nb"; (pkg / "demo").mkdir(parents=True)
+    (pkg / "demo" / "sim.py").write_text("X = 1\n")
+    monkeypatch.setattr(core, "_PACKAGE", pkg)
+    p = {"seed": 0, "n": 10}
+    a = core.interactive_dir("demo", p)
+    assert core.interactive_dir("demo", p) == a and core.interactive_dir("demo", {**p, "out_dir": "x"}) == a
+    (pkg / "demo" / "sim.py").write_text("X = 2\n")
+    assert core.interactive_dir("demo", p) != a
+    assert core.code_digest("nothing_here") == "" and core.code_digest("mergers", package=core.Path(core.__file__).parent)
