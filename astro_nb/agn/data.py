@@ -13,28 +13,65 @@ import pandas as pd
 from .sim import CLASS_MAP, CLASSES, LABELS, LC_BANDS
 
 # %% auto #0
-__all__ = ['OBJECT_COLUMNS', 'FORCED_COLUMNS', 'MAP_BANDS', 'PAPER_GROUPS', 'CLUSTER_FEATURES', 'read_table', 'real_tables',
-           'load_object_table', 'pad_light_curves', 'iter_light_curves', 'lc_extractor', 'lc_features', 'drw_loglike',
-           'fit_drw', 'fit_drw_celerite', 'dmdt_maps', 'batch_features', 'extract_features', 'feature_groups',
-           'select_columns', 'make_dataset']
+__all__ = ['OBJECT_COLUMNS', 'FORCED_COLUMNS', 'FORCED_REQUIRED', 'MIN_EPOCHS', 'MAP_BANDS', 'PAPER_GROUPS', 'CLUSTER_FEATURES',
+           'read_table', 'real_tables', 'load_object_table', 'pad_light_curves', 'iter_light_curves', 'lc_extractor',
+           'lc_features', 'drw_loglike', 'fit_drw', 'fit_drw_celerite', 'dmdt_maps', 'batch_features',
+           'extract_features', 'feature_groups', 'select_columns', 'make_dataset']
 
 # %% ../../nbs/22_agn_data.ipynb #e7d56fcb
 OBJECT_COLUMNS = (["objectId", "ra", "dec", "psPm_ra", "psPm_dec", "psParallax"]
                   + [f"{q}_{b}" for q in ("psMag", "psMagErr", "bdMag", "extendedness") for b in LC_BANDS]
                   + [f"stdColor_{k}" for k in range(5)] + ["class"])
 FORCED_COLUMNS = ("objectId", "mjd", "psMag", "psMagErr", "filter")
+FORCED_REQUIRED = ("objectId", "mjd", "filter")   # never blank; psMag and psMagErr may be (dropped epochs, counted)
 
-def read_table(path, columns=None) -> pd.DataFrame:
-    "Read a parquet or CSV table (by suffix), only `columns` if given."
+def read_table(path, columns=None, what: str = "table") -> pd.DataFrame:
+    """Read a parquet or CSV table (by suffix), only those of `columns` that it has if given (the caller checks for missing ones).
+
+    Every error names the file: missing, empty (0 bytes), an unknown suffix, or not of its suffix's format (text saved as .parquet)."""
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"table {path} does not exist")
-    if path.suffix == ".csv": return pd.read_csv(path, usecols=columns)
-    if path.suffix in (".parquet", ".pq"): return pd.read_parquet(path, columns=columns)
-    raise ValueError(f"table {path}: unknown format {path.suffix!r} (expected .parquet or .csv)")
+    if not path.exists(): raise FileNotFoundError(f"{what} {path} does not exist")
+    if path.suffix not in (".csv", ".parquet", ".pq"):
+        raise ValueError(f"{what} {path}: unknown format {path.suffix!r} (expected .parquet or .csv)")
+    if path.is_file() and path.stat().st_size == 0: raise ValueError(f"{what} {path} is empty (0 bytes)")
+    keep = None if columns is None else set(columns)
+    try:
+        if path.suffix == ".csv":       # blank lines kept as blank rows, so that row i is file line i + 2
+            return pd.read_csv(path, usecols=None if keep is None else (lambda c: c in keep), skip_blank_lines=False)
+        import pyarrow.parquet as pq
+        names = pq.read_schema(path).names
+        return pd.read_parquet(path, columns=None if keep is None else [c for c in names if c in keep])
+    except (ValueError, OSError) as e:    # pyarrow's ArrowInvalid, pandas' EmptyDataError and ParserError are ValueErrors
+        kind = "CSV" if path.suffix == ".csv" else "parquet"
+        raise ValueError(f"{what} {path} cannot be read as {kind}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
 
-def _check_columns(df, required, what, path):
+def _where(pos, path) -> str:
+    "A few row numbers for a message: file lines for CSV (line 1 is the header), else 0-based rows in file order."
+    csv = Path(str(path)).suffix == ".csv"
+    pos = np.asarray(pos)
+    shown = (pos[:5] + 2 if csv else pos[:5]).tolist()
+    more = f" and {len(pos) - 5} more" if len(pos) > 5 else ""
+    return f"{'line' if csv else 'row'}s {shown}{more}" + ("" if csv else " (0-based, in file order)")
+
+def _refuse_blank(df, columns, what, path, first_row: int = 0):
+    "Refuse blank cells (NaN, null, masked, empty or blank strings) in `columns`, naming the file, the column and a few rows."
+    for c in columns:
+        v = df[c]
+        blank = v.isna().to_numpy(bool)
+        if v.dtype == object: blank |= v.map(lambda x: isinstance(x, str) and not x.strip()).to_numpy(bool)
+        if blank.any():
+            raise ValueError(f"{what} {path}: {int(blank.sum())} blank cell(s) in the required column {c!r}, on "
+                             f"{_where(np.flatnonzero(blank) + first_row, path)}; fill or drop those rows")
+
+def _check_columns(df, required, what, path, not_blank=(), first_row: int = 0):
     missing = [c for c in required if c not in df.columns]
     if missing: raise ValueError(f"{what} {path} lacks the required columns {missing}")
+    _refuse_blank(df, not_blank, what, path, first_row)
+    ids = df["objectId"] if "objectId" in required else None
+    if ids is not None and not (pd.api.types.is_numeric_dtype(ids) and not pd.api.types.is_bool_dtype(ids)):
+        raise TypeError(f"{what} {path}: objectId must hold the challenge's integer ids, found {ids.dtype} values such as "
+                        f"{ids.astype(str).unique()[:3].tolist()}; such ids cannot be matched between the Object and "
+                        "ForcedSource tables (convert both to int64)")
     bad = {c: str(df[c].dtype) for c in required if c != "class"
            and not (pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]))}
     if bad: raise TypeError(f"{what} {path}: columns must be numeric, found dtypes {bad}")
@@ -48,23 +85,30 @@ def real_tables(object_table: str = "", forced_table: str = "") -> dict | None:
     paths = {"ObjectTable": Path(object_table), "ForcedSourceTable": Path(forced_table)}
     for k, p in paths.items():
         if not p.is_file(): raise FileNotFoundError(f"{k} {p} does not exist (or is not a file)")
+        if p.stat().st_size == 0: raise ValueError(f"{k} {p} is empty (0 bytes)")
     return paths
 
-def load_object_table(path, labelled_only: bool = True, columns=None):
+def load_object_table(path, labelled_only: bool = True, columns=None, require_labels: bool = False):
     """Read the Object table; return `(df, report)`.
 
-    `df` gains `label` (the ids of `sim.LABELS`: 0 Star, 1 Gal, 2 Qso) after merging `Agn`/`highZQso` into `Qso`. Unknown labels
-    raise; unlabelled rows are dropped (if `labelled_only`) and counted in `report`."""
+    `df` gains `label` (the ids of `sim.LABELS`: 0 Star, 1 Gal, 2 Qso) after merging `Agn`/`highZQso` into `Qso`.
+    Blank cells: `objectId` must be filled on every row (else an error names the file, the column and the first rows).
+    A blank `class` means unlabelled, as in the challenge's table: those rows are dropped (if `labelled_only`) and counted
+    in `report`, or refused like a blank id if `require_labels`. Unknown labels raise, with their rows. The measurement
+    columns may hold NaN (ra, dec, magnitudes and their errors, extendedness, colours, proper motion, parallax):
+    `make_dataset` drops, and counts, rows with a NaN feature, and turns a missing proper motion or parallax into 0 with
+    `has_astrometry` = 0."""
     if columns is not None: columns = list(dict.fromkeys([*OBJECT_COLUMNS, *columns]))   # never without the required ones
-    df = read_table(path, columns=columns)
-    _check_columns(df, OBJECT_COLUMNS, "ObjectTable", path)
+    df = read_table(path, columns=columns, what="ObjectTable")
+    _check_columns(df, OBJECT_COLUMNS, "ObjectTable", path, not_blank=("objectId", "class") if require_labels else ("objectId",))
     if df["objectId"].duplicated().any():
         raise ValueError(f"ObjectTable {path}: {int(df['objectId'].duplicated().sum())} duplicated objectId values")
     cls = df["class"]
     unknown = sorted(set(cls.dropna().astype(str)) - set(CLASS_MAP))
     if unknown:
-        raise ValueError(f"ObjectTable {path}: unknown class labels {unknown} "
-                         f"({int(cls.isin(unknown).sum())} rows); known: {sorted(CLASS_MAP)}")
+        rows = np.flatnonzero(cls.notna().to_numpy() & cls.astype(str).isin(unknown).to_numpy())
+        raise ValueError(f"ObjectTable {path}: unknown class labels {unknown} ({len(rows)} rows, on {_where(rows, path)}); "
+                         f"known: {sorted(CLASS_MAP)}")
     report = {"n_rows": len(df), "n_unlabelled": int(cls.isna().sum()),
               "merged_into_Qso": {k: int((cls == k).sum()) for k in ("Agn", "highZQso")}}
     if labelled_only: df = df[cls.notna()]
@@ -76,13 +120,21 @@ def load_object_table(path, labelled_only: bool = True, columns=None):
     return df.reset_index(drop=True), report
 
 # %% ../../nbs/22_agn_data.ipynb #0a331005
-def pad_light_curves(rows: pd.DataFrame, object_ids=None, report: dict | None = None) -> dict:
-    "ForcedSource rows -> `{objectId, t, m, e}` with t, m, e of shape (n, 5, E), NaN-padded."
-    _check_columns(rows, FORCED_COLUMNS, "ForcedSourceTable", "rows")
+def _check_forced(rows, path, first_row: int = 0):
+    "ForcedSource rows: the columns, no blank objectId, mjd or filter, filter codes 0-4; errors name the file and rows."
+    _check_columns(rows, FORCED_COLUMNS, "ForcedSourceTable", path, not_blank=FORCED_REQUIRED, first_row=first_row)
     f = rows["filter"].to_numpy()
     if len(f) and (f.min() < 0 or f.max() > 4 or not np.all(f == np.round(f))):
-        bad = sorted(set(f[(f < 0) | (f > 4) | (f != np.round(f))].tolist()))[:5]
-        raise ValueError(f"ForcedSourceTable: filter must be an integer 0-4 (ugriz), found {bad}")
+        bad = (f < 0) | (f > 4) | (f != np.round(f))
+        raise ValueError(f"ForcedSourceTable {path}: filter must be an integer 0-4 (ugriz), found "
+                         f"{sorted(set(f[bad].tolist()))[:5]} on {_where(np.flatnonzero(bad) + first_row, path)}")
+
+def pad_light_curves(rows: pd.DataFrame, object_ids=None, report: dict | None = None) -> dict:
+    """ForcedSource rows -> `{objectId, t, m, e}` with t, m, e of shape (n, 5, E), NaN-padded.
+
+    `objectId`, `mjd` and `filter` must be filled on every row (an error names the rows); a NaN `psMag` or a missing,
+    zero or negative `psMagErr` is an epoch without a usable magnitude: dropped, and counted in `report`."""
+    _check_forced(rows, "rows")
     has_mag = np.isfinite(rows["psMag"].to_numpy()) & np.isfinite(rows["mjd"].to_numpy())
     err = rows["psMagErr"].to_numpy(float)
     with np.errstate(invalid="ignore"): good_err = np.isfinite(err) & (err > 0)
@@ -108,23 +160,43 @@ def pad_light_curves(rows: pd.DataFrame, object_ids=None, report: dict | None = 
 
 # %% ../../nbs/22_agn_data.ipynb #fd2fc2b0
 def _row_groups(path):
+    "A parquet table's reader (None for CSV) with the required columns; errors name the file (missing, empty, not parquet)."
     import pyarrow.parquet as pq
     path = Path(path)
     if path.suffix == ".csv": return None
-    return pq.ParquetFile(path)
+    if not path.is_file(): raise FileNotFoundError(f"ForcedSourceTable {path} does not exist (or is not a file)")
+    if path.suffix not in (".parquet", ".pq"):
+        raise ValueError(f"ForcedSourceTable {path}: unknown format {path.suffix!r} (expected .parquet or .csv)")
+    if path.stat().st_size == 0: raise ValueError(f"ForcedSourceTable {path} is empty (0 bytes)")
+    try: pf = pq.ParquetFile(path)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"ForcedSourceTable {path} cannot be read as parquet: {str(e).splitlines()[0]}") from e
+    missing = [c for c in FORCED_COLUMNS if c not in pf.schema_arrow.names]
+    if missing: raise ValueError(f"ForcedSourceTable {path} lacks the required columns {missing}")
+    return pf
+
+def _read_group(pf, i, path):
+    try: return pf.read_row_group(i, columns=list(FORCED_COLUMNS)).to_pandas()
+    except (ValueError, OSError) as e:
+        raise ValueError(f"ForcedSourceTable {path}: row group {i} cannot be read: {str(e).splitlines()[0]}") from e
+
+def _checked_groups(path):
+    "The table's row groups as DataFrames, each checked (`_check_forced`) with its rows numbered as in the file."
+    pf = _row_groups(path)
+    if pf is None:
+        groups = [read_table(path, what="ForcedSourceTable")]
+    else:
+        groups = (_read_group(pf, i, path) for i in range(pf.num_row_groups))
+    first = 0
+    for g in groups:
+        _check_forced(g, path, first); first += len(g)
+        yield g
 
 def iter_light_curves(path, object_ids=None, report: dict | None = None):
     "Yield light-curve batches (see `pad_light_curves`) from a ForcedSource table, one row group at a time."
-    pf = _row_groups(path)
-    if pf is None:
-        rows = read_table(path); _check_columns(rows, FORCED_COLUMNS, "ForcedSourceTable", path)
-        groups = [rows]
-    else:
-        missing = [c for c in FORCED_COLUMNS if c not in pf.schema_arrow.names]
-        if missing: raise ValueError(f"ForcedSourceTable {path} lacks the required columns {missing}")
-        groups = (pf.read_row_group(i, columns=list(FORCED_COLUMNS)).to_pandas() for i in range(pf.num_row_groups))
+    groups = _checked_groups(path)
     wanted = None if object_ids is None else np.asarray(object_ids)
-    carry, last, groups = None, -np.inf, iter(groups)
+    carry, last = None, -np.inf
     g = next(groups, None)
     while g is not None:
         nxt = next(groups, None)                                     # look ahead: the last group keeps its tail
@@ -149,6 +221,8 @@ def _batch(g, wanted, report):
     return pad_light_curves(g, ids, report)
 
 # %% ../../nbs/22_agn_data.ipynb #6b21a51c
+MIN_EPOCHS = 8   # epochs in a band below which its light-curve statistics and DRW fit are NaN
+
 def lc_extractor():
     "The per-band light-curve statistics (the paper's lcNonPeriodic set, as the `light-curve` package names them)."
     import light_curve as lc
@@ -158,7 +232,7 @@ def lc_extractor():
                         lc.ReducedChi2(), lc.Skew(), lc.StandardDeviation(), lc.StetsonK(),
                         lc.Periodogram(peaks=1))
 
-def lc_features(lcs: dict, bands=LC_BANDS, min_epochs: int = 8, n_jobs: int = 1) -> pd.DataFrame:
+def lc_features(lcs: dict, bands=LC_BANDS, min_epochs: int = MIN_EPOCHS, n_jobs: int = 1) -> pd.DataFrame:
     "Per-band light-curve statistics for a batch of padded light curves; columns `NAME_BAND`."
     ext = lc_extractor()
     n = len(lcs["objectId"]); cols = {}
@@ -186,8 +260,8 @@ def drw_loglike(t, y, e, sigma, tau):
     sigma, tau = np.broadcast_arrays(np.asarray(sigma, float), np.asarray(tau, float))
     n, E = t.shape
     s2 = sigma ** 2
-    x, P = np.zeros_like(s2), s2.copy()
-    ll = np.zeros_like(s2)
+    shape = np.broadcast_shapes((n, 1), s2.shape)        # (n, G) even when no curve has an epoch (the loop adds nothing)
+    x, P, ll = np.zeros(shape), np.broadcast_to(s2, shape).copy(), np.zeros(shape)
     for k in range(E):
         if np.isnan(t[:, k]).all(): break
         valid = ~(np.isnan(t[:, k]) | np.isnan(y[:, k]) | np.isnan(e[:, k]))   # missing epochs: predict only
@@ -267,7 +341,7 @@ def dmdt_maps(lcs: dict, bands=MAP_BANDS, size: int = 32, max_abs_dm: float = 1.
     return out
 
 # %% ../../nbs/22_agn_data.ipynb #8a1e996d
-def batch_features(lcs: dict, bands=LC_BANDS, drw_bands=("g", "r"), min_epochs: int = 8, maps: bool = True):
+def batch_features(lcs: dict, bands=LC_BANDS, drw_bands=("g", "r"), min_epochs: int = MIN_EPOCHS, maps: bool = True):
     "Light-curve and DRW features (a DataFrame by objectId) and dm-dt maps (or None) of one batch."
     df = lc_features(lcs, bands, min_epochs)
     for b in drw_bands:
@@ -281,7 +355,9 @@ def batch_features(lcs: dict, bands=LC_BANDS, drw_bands=("g", "r"), min_epochs: 
 def _row_group_features(path, i, kwargs):
     import pyarrow.parquet as pq
     rep = {}
-    g = pq.ParquetFile(path).read_row_group(i, columns=list(FORCED_COLUMNS)).to_pandas()
+    pf = pq.ParquetFile(path)
+    g = _read_group(pf, i, path)
+    _check_forced(g, path, sum(pf.metadata.row_group(j).num_rows for j in range(i)))
     df, mp = batch_features(pad_light_curves(g, report=rep), **kwargs)
     return df, mp, rep
 
@@ -299,6 +375,9 @@ def _aligned_row_groups(path) -> bool:
 def extract_features(forced_path, object_ids=None, client=None, workers: int | None = None, maps: bool = True,
                      show_progress: bool = True, **kwargs):
     """Features for every object of a ForcedSource table: `(features DataFrame, maps or None, report)`.
+
+    An empty light-curve sample (no object, of `object_ids` if given, has more than one usable epoch in any band) is
+    refused with that reason: no light-curve feature exists for it.
 
     `client`: None (this process), "local" (a LocalCluster of `workers` processes) or a Dask client/address."""
     from astro_nb.core import progress
@@ -331,7 +410,17 @@ def extract_features(forced_path, object_ids=None, client=None, workers: int | N
         feats, mp = feats[keep], (mp[keep] if maps else None)
         report["n_objects_without_epochs"] = int((~pd.Index(object_ids).isin(feats.index)).sum())
     report["n_objects_with_epochs"] = len(feats)
+    _refuse_empty_sample(feats, forced_path, report, kwargs.get("min_epochs", MIN_EPOCHS))
     return feats, mp, report
+
+def _refuse_empty_sample(feats, path, report, min_epochs):
+    "One line instead of a failure further on when no object has a light curve (>= 2 usable epochs in a band)."
+    counts = feats.filter(regex="^n_epochs_").to_numpy()
+    if len(feats) and counts.size and counts.max() <= 1:
+        raise ValueError(f"ForcedSourceTable {path}: an empty light-curve sample: none of the {len(feats)} objects found in it "
+                         f"has more than one usable epoch in any band (the light-curve features need >= {min_epochs} per band; "
+                         f"{report.get('n_epochs_without_mag', 0)} epochs without a magnitude and "
+                         f"{report.get('n_epochs_bad_magerr', 0)} with a bad magnitude error were dropped)")
 
 # %% ../../nbs/22_agn_data.ipynb #b0f5227b
 def feature_groups(bands=LC_BANDS, drw_bands=("g", "r")) -> dict:
