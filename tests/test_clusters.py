@@ -67,6 +67,19 @@ def test_quadrature_numpy_path_equals_numba_path(draws):
     np.testing.assert_allclose(a["log10_sigma"], b["log10_sigma"], rtol=0, atol=1e-11)
 
 
+def test_sigma_tables_shared_along_sigma_8():
+    # rows that differ only in sigma_8 (a grid of the 2-parameter posterior) share one quadrature, scaled by sigma_8:
+    # the same tables, and the same summaries, as computed one cosmology at a time
+    om, s8 = np.array([0.3, 0.3, 0.45, 0.3]), np.array([0.7, 0.9, 0.9, 0.95])
+    shared = sim.sigma_tables(om, s8)
+    alone = [sim.sigma_tables(om[i:i + 1], s8[i:i + 1]) for i in range(4)]
+    for k in ("log10_sigma", "growth", "norm", "nint"):
+        np.testing.assert_allclose(shared[k], np.concatenate([a[k] for a in alone]), rtol=1e-12, atol=0)
+    grid = np.stack(np.meshgrid([0.25, 0.35], [0.75, 0.85, 0.95], indexing="ij"), -1).reshape(-1, 2)
+    one_by_one = np.concatenate([sim.analytic_summaries(g[None]) for g in grid])
+    np.testing.assert_allclose(sim.analytic_summaries(grid), one_by_one, rtol=1e-12)
+
+
 def test_dndlnm_broadcasting_and_errors():
     assert sim.dndlnm(14.0, 0.0, 0.3, 0.8).shape == ()
     assert sim.dndlnm(np.linspace(14, 15, 5), 0.5, np.full((2, 3), 0.3), 0.8).shape == (2, 3, 5)

@@ -33,12 +33,35 @@ def test_reference_mocks():
     assert th5.shape == (2, 5)
 
 
+def test_reference_posteriors_on_a_grid(npe):
+    # the chapter's default: the exact 2-parameter posterior on a grid, no nautilus needed; emcee samples the same posterior
+    post = npe[0]
+    like = model.GaussianLikelihood(COV)
+    th, x = ev.reference_mocks(2, np.random.default_rng(1), COV)
+    ref = ev.reference_posteriors(post, like, x, 300, 2000, seed=0)
+    assert isinstance(ref, inf.References) and ref.methods == ["grid", "grid"] and ref.fallback_runs == {}
+    assert ref.samples.shape == (2, 300, 2) and np.isfinite(sim.PRIOR.log_prob(ref.samples.reshape(-1, 2))).all()
+    assert all(isinstance(r, inf.GridResult) and r.converged for r in ref.is_runs) and np.isnan(ref.reliable_fraction)
+    assert (ref.table()["grid_cells_per_sigma"] >= 2).all()
+    mc = ev.mcmc_posteriors(like, sim.PRIOR, x, 1, 300, 16, 100, 400)
+    assert inf.c2st_score(ref.samples[0], mc[0].samples) < 0.7
+
+
+def test_reference_posteriors_bad_method():
+    from types import SimpleNamespace
+    like = model.GaussianLikelihood(COV)
+    with pytest.raises(ValueError, match="method must be"):
+        ev.reference_posteriors(SimpleNamespace(prior=sim.PRIOR), like, np.zeros((1, 16)), 10, 10, method="mcmc")
+    with pytest.raises(ValueError, match="at most 3 parameters"):
+        ev.reference_posteriors(SimpleNamespace(prior=sim.NAMED_PRIORS["5p"]), like, np.zeros((1, 16)), 10, 10)
+
+
 @pytest.mark.slow   # nested sampling where importance sampling is unreliable: minutes on a shared 2-core machine
 def test_reference_posteriors_mcmc_and_comparison(npe):
     post = npe[0]
     like = model.GaussianLikelihood(COV)
     th, x = ev.reference_mocks(2, np.random.default_rng(1), COV)
-    ref = ev.reference_posteriors(post, like, x, 200, 2000, seed=0)
+    ref = ev.reference_posteriors(post, like, x, 200, 2000, seed=0, method="importance")
     assert isinstance(ref, inf.References) and ref.seconds > 0
     refs, methods, runs = ref.samples, ref.methods, ref.is_runs
     assert refs.shape == (2, 200, 2) and len(methods) == len(runs) == 2
@@ -92,7 +115,7 @@ def test_clusters_claims_rows_and_verdicts():
     from astro_nb.claims import ROW_KEYS, check_rows
 
     class Gauss:   # the toy's posterior: a unit Gaussian around x
-        def log_prob(self, th, xo): return -0.5 * ((np.asarray(th) - xo) ** 2).sum(-1)
+        def log_prob(self, th, xo, normalized=True): return -0.5 * ((np.asarray(th) - xo) ** 2).sum(-1)
 
     def comparison(c2st): return SimpleNamespace(table=pd.DataFrame({"c2st": c2st}), summary={"c2st_noise_floor": 0.52})
     rng = np.random.default_rng(0)

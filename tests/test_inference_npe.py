@@ -337,3 +337,20 @@ def test_bank_drops_nan_rows_and_rejects_bad_input(lines_bank, tmp_path):
     one = build_bank(toy_simulator, 100, 100, tmp_path / "one", show_progress=False)
     with pytest.raises(ValueError, match="at least 2"):
         train_npe(one, None, LINE_PRIOR, **KW)
+
+
+def test_log_prob_without_the_leakage_constant(data, lg, caplog):
+    # normalized=False drops only sbi's leakage renormalisation: a constant per observation (>= 0 that it drops,
+    # since at most all of the flow's mass lies inside the prior), computed without sbi's 10^4 draws or its warning
+    post = quiet_train(*data, lg.prior, **KW)
+    x_o = lg.simulate(np.array([2.9, -2.9]), rng=5)[0]          # at the prior's corner: much of the flow's mass leaks
+    theta = np.array([[2.8, -2.8], [2.5, -2.9], [2.9, -2.5]])
+    raw = post.log_prob(theta, x_o, normalized=False)
+    with caplog.at_level("WARNING"):
+        norm = post.log_prob(theta, x_o)
+    diff = norm - raw
+    assert np.allclose(diff, diff[0], atol=1e-5) and diff[0] >= -1e-6
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        post.log_prob(theta, x_o, normalized=False)
+    assert not caplog.records

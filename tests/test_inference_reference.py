@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from astro_nb.inference import (InPriorSamples, ISResult, LinearGaussian, MCMCResult, ReferenceResult, References,
-                                c2st_score, check_log_likelihood, fit_generalized_pareto, importance_sample, pareto_k,
+from astro_nb.inference import (GridResult, InPriorSamples, ISResult, LinearGaussian, MCMCResult, ReferenceResult, References,
+                                c2st_score, check_log_likelihood, fit_generalized_pareto, grid_posterior, importance_sample, pareto_k,
                                 reference_posteriors, run_emcee, run_nautilus, sample_in_prior, train_npe)
 from astro_nb.inference.npe import NPEPosterior
 from astro_nb.inference.reference import _flow_log_prob
@@ -280,3 +280,41 @@ def test_reference_posteriors_fallback_and_labels(lg, obs, npe):
         reference_posteriors(npe, lg.log_likelihood, np.stack([x_o, x_o]), 200, likelihood_args=[(x_o,)])
     with pytest.raises(ValueError, match="samples, 200 asked"):
         reference_posteriors(npe, lg.log_likelihood, x_o[None], 200, likelihood_args=[(x_far,)], fallback=fallback)
+
+
+@pytest.mark.parametrize("sigma, truth", [(0.3, (0.5, -1.0)), (0.3, (2.9, -2.9)), (0.002, (0.3, 1.2))])
+def test_grid_posterior_matches_the_analytic_posterior(sigma, truth):
+    # inside the box, truncated at its corner, and 1000x narrower than the box (the grids close in on it)
+    lg2 = LinearGaussian(sigma=sigma)
+    x_o = lg2.simulate(np.array(truth), rng=3)[0]
+    exact = lg2.posterior_samples(x_o, N, seed=1)
+    g = grid_posterior(lg2.log_likelihood, lg2.prior, n_samples=N, seed=0, args=(x_o,))
+    assert isinstance(g, GridResult) and g.method == "grid" and g.converged and g.reason == ""
+    assert c2st_score(g.samples, exact) < 0.56
+    sd = exact.std(0)
+    assert np.all(np.abs(g.samples.mean(0) - exact.mean(0)) < 0.1 * sd)
+    assert np.all(np.abs(g.samples.std(0) / sd - 1) < 0.06)
+    assert np.isfinite(lg2.prior.log_prob(g.samples)).all()
+    assert g.n_likelihood_calls == 8 + g.n_passes * 100**2 and np.all(g.cells_per_sigma >= 2) and g.edge_mass <= 1e-4
+    again = grid_posterior(lg2.log_likelihood, lg2.prior, n_samples=N, seed=0, args=(x_o,))
+    np.testing.assert_array_equal(again.samples, g.samples)          # seeded
+
+
+def test_grid_posterior_says_when_it_does_not_resolve():
+    lg2 = LinearGaussian(sigma=0.002)
+    x_o = lg2.simulate(np.array([0.3, 1.2]), rng=3)[0]
+    g = grid_posterior(lg2.log_likelihood, lg2.prior, n_grid=8, max_passes=1, args=(x_o,))
+    assert not g.converged and "cells per posterior sigma" in g.reason
+
+
+def test_grid_posterior_bad_input(lg, obs):
+    x_o = obs[0]
+    with pytest.raises(ValueError, match="max_points"):          # 100^5 points: the 5-parameter problem is refused
+        grid_posterior(lg.log_likelihood, lg.prior, args=(x_o,))
+    lg2 = LinearGaussian()
+    with pytest.raises(ValueError, match="n_grid must be"):
+        grid_posterior(lg2.log_likelihood, lg2.prior, n_grid=2, args=(lg2.simulate(np.zeros(2), rng=0)[0],))
+    with pytest.raises(ValueError, match="-inf at all"):
+        grid_posterior(lambda th: np.where(th[:, 0] > 10, 0.0, -np.inf), lg2.prior, max_passes=1)
+    with pytest.raises(TypeError, match="NamedPrior"):
+        grid_posterior(lg2.log_likelihood, "prior")

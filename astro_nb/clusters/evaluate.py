@@ -18,9 +18,10 @@ from ..claims import c2st_claim, claim_row, coverage_claim, proportion_ci
 from . import data, model, sim
 
 # %% auto #0
-__all__ = ['mass_function_agreement', 'reference_mocks', 'reference_posteriors', 'mcmc_posteriors', 'ReferenceComparison',
-           'compare_with_reference', 'joint_region_inside', 'frac_in_joint_region', 'within_2sigma', 'calibration',
-           'bias_in_sigma', 'catalog_posterior', 'variant_calibration', 'width_vs_n_train', 'clusters_claims']
+__all__ = ['REFERENCE_METHODS', 'mass_function_agreement', 'reference_mocks', 'reference_posteriors', 'mcmc_posteriors',
+           'ReferenceComparison', 'compare_with_reference', 'joint_region_inside', 'frac_in_joint_region',
+           'within_2sigma', 'calibration', 'bias_in_sigma', 'catalog_posterior', 'variant_calibration',
+           'width_vs_n_train', 'clusters_claims']
 
 # %% ../../nbs/44_clusters_evaluate.ipynb #ccbf1064
 def mass_function_agreement(theta, log10_m, z, n_colossus: int, timing_z: float = 0.5) -> dict:
@@ -46,11 +47,19 @@ def reference_mocks(n: int, rng, covariance, variant: str = "2p") -> tuple:
     x = sim.analytic_summaries(theta, variant)
     return theta, x + rng.multivariate_normal(np.zeros(x.shape[1]), covariance, size=n)
 
-def reference_posteriors(proposal: inf.NPEPosterior, likelihood, x_raw, n: int, n_proposal: int, seed: int = 0) -> inf.References:
-    """Reference posteriors of `likelihood` for each mock `x_raw` (raw summaries): `inference.reference_posteriors`,
-    importance sampling with `proposal` and nautilus where that is unreliable."""
-    x_raw = np.asarray(x_raw, float)
-    nautilus = lambda i: inf.run_nautilus(likelihood, proposal.prior, n_samples=n, seed=seed + i, args=(x_raw[i],))
+REFERENCE_METHODS = ("grid", "importance")   # the chapter's `reference_method` choices
+
+def reference_posteriors(proposal: inf.NPEPosterior, likelihood, x_raw, n: int, n_proposal: int, seed: int = 0,
+                         method: str = "grid", n_grid: int = 128) -> inf.References:
+    """Reference posteriors of `likelihood` for each mock `x_raw` (raw summaries), nautilus where the first method
+    cannot be trusted: `method` 'grid', the exact posterior on `n_grid`^2 grids (`inference.grid_references`; two or
+    three parameters), or 'importance', importance sampling with `proposal` (`inference.reference_posteriors`)."""
+    if method not in REFERENCE_METHODS: raise ValueError(f"method must be one of {REFERENCE_METHODS}, got {method!r}")
+    x_raw, prior = np.asarray(x_raw, float), proposal.prior
+    nautilus = lambda i: inf.run_nautilus(likelihood, prior, n_samples=n, seed=seed + i, args=(x_raw[i],))
+    if method == "grid":
+        if prior.dim > 3: raise ValueError(f"method='grid' needs at most 3 parameters, the prior has {prior.dim}: use 'importance'")
+        return inf.grid_references(likelihood, prior, [(xo,) for xo in x_raw], n, n_grid, seed, fallback=nautilus)
     return inf.reference_posteriors(proposal, likelihood, model.features(x_raw), n, n_proposal, seed,
                                     likelihood_args=[(xo,) for xo in x_raw], fallback=nautilus)
 
@@ -91,7 +100,8 @@ def joint_region_inside(posterior: inf.NPEPosterior, samples, truths, x, level: 
     inside = np.full(len(samples), np.nan)
     for i, (s, t, xo) in enumerate(zip(samples, truths, x)):
         if not np.isfinite(s).all(): continue
-        lp_s = posterior.log_prob(s[:n_max], xo); lp_t = posterior.log_prob(t[None], xo)[0]
+        # the rank needs no normalising constant (the same for samples and truth): skip sbi's estimate of it
+        lp_s = posterior.log_prob(s[:n_max], xo, normalized=False); lp_t = posterior.log_prob(t[None], xo, normalized=False)[0]
         inside[i] = float(np.mean(lp_s > lp_t) <= level)
     return inside
 

@@ -329,8 +329,14 @@ def sigma_tables(omega_m, sigma_8, h=FIDUCIAL["h"], omega_b=FIDUCIAL["omega_b"],
     """colossus's interpolation tables for a batch of cosmologies (1-d arrays of length C).
 
     Returns `log10_sigma` (C, 19) at `LOG10_R_KNOTS` (z = 0), `growth` (C, 50) at `Z_TABLE_LN`,
-    `norm` (C,) the P(k) normalisation, and `nint` (C, 19) the quadrature subintervals used."""
+    `norm` (C,) the P(k) normalisation, and `nint` (C, 19) the quadrature subintervals used.
+    Rows that differ only in sigma_8 (a grid of the 2-parameter posterior) share one quadrature, scaled."""
     _, (om, s8, h, ob, ns) = _cosmo_arrays(omega_m, sigma_8, h, omega_b, n_s)
+    uniq, inv = np.unique(np.stack([om, h, ob, ns], 1), axis=0, return_inverse=True)
+    if len(uniq) < len(om):   # sigma(R) is proportional to sigma_8: one quadrature per (omega_m, h, omega_b, n_s)
+        inv = inv.ravel(); t = sigma_tables(uniq[:, 0], 1.0, *uniq[:, 1:].T, use_numba=use_numba)
+        return dict(log10_sigma=t["log10_sigma"][inv] + np.log10(s8)[:, None], growth=t["growth"][inv],
+                    norm=t["norm"][inv] * s8**2, nint=t["nint"][inv])
     C, rows = len(om), np.arange(len(om))
     P = lambda k, i: _eh98(k, h[i, None], om[i, None], ob[i, None])**2 * k**ns[i, None]
     # 1. sigma_8 normalisation: quad on the exact (unnormalised) EH98 spectrum, R = 8 Mpc/h

@@ -247,11 +247,13 @@ class NPEPosterior:
                 "Train longer, check the observation against the training data, or pass reject_outside_prior=False.")
         return acc
 
-    def log_prob(self, theta, x_obs) -> np.ndarray:
-        "Posterior log density of rows of `theta` given one observation."
+    def log_prob(self, theta, x_obs, normalized: bool = True) -> np.ndarray:
+        """Posterior log density of rows of `theta` given one observation. `normalized=False` skips the constant
+        that renormalises the flow's mass inside the prior (sbi estimates it from 10^4 draws, and logs a warning when
+        few land inside): enough wherever only differences of log densities at one observation matter."""
         x = self.check_x(x_obs)
         th = torch.as_tensor(_to_numpy(theta, "theta").reshape(-1, self.prior.dim), device=self.device)
-        return self.posterior.log_prob(th, x=x).detach().cpu().numpy()
+        return self.posterior.log_prob(th, x=x, norm_posterior=bool(normalized)).detach().cpu().numpy()
 
     def plot_training(self, ax=None):
         "Training and validation loss per epoch (one pair of curves per ensemble member)."
