@@ -712,9 +712,8 @@ _OLD_FORMATS = ("astro_nb.npe/1",)     # still loaded, with a warning: they reco
 def save_posterior(posterior: NPEPosterior, path) -> Path:
     "Write an `NPEPosterior` to `path` (one file, written atomically)."
     path = Path(path)
-    post = copy.deepcopy(posterior.posterior)
-    if posterior.device.type != "cpu": post.to("cpu")
-    buf = io.BytesIO(); torch.save(post, buf)
+    if posterior.config.get("embedding_net"):
+        raise ValueError("a posterior with an embedding net cannot be saved: it could only be loaded by unpickling code")
     p = posterior.prior
     payload = {"format": FILE_FORMAT, "sbi_version": str(sbi.__version__), "torch_version": str(torch.__version__),
                "prior": {"names": p.names, "low": p.low.tolist(), "high": p.high.tolist(),
@@ -725,8 +724,7 @@ def save_posterior(posterior: NPEPosterior, path) -> Path:
                "history": {k: posterior.history[k].tolist() for k in posterior.history.columns},
                "n_dropped": posterior.n_dropped, "training_seconds": posterior.training_seconds,
                "config": to_builtin(posterior.config),
-               "state_dicts": [{k: v.detach().cpu() for k, v in e.state_dict().items()} for e in posterior.estimators],
-               "posterior_pickle": buf.getvalue()}
+               "state_dicts": [{k: v.detach().cpu() for k, v in e.state_dict().items()} for e in posterior.estimators]}
     with atomic_write(path, "wb") as f: torch.save(payload, f)
     return path
 
@@ -749,16 +747,6 @@ def _box_bounds(dist):
         dist = getattr(dist, "base_dist", None)
         if dist is None: return None
     return None
-
-def _check_pickled_prior(path, prior: NamedPrior, post):
-    "Raise if the prior recorded in the file is not the one inside its pickled sbi posterior."
-    b = _box_bounds(getattr(post, "prior", None))
-    if b is None: return
-    lo, hi = prior.low.astype(np.float32), prior.high.astype(np.float32)
-    if b[0].shape != lo.shape or not (np.array_equal(b[0], lo) and np.array_equal(b[1], hi)):
-        raise ValueError(f"{path} is inconsistent: it records the prior {prior}, but its sbi posterior was built "
-                         f"with bounds low={b[0].tolist()}, high={b[1].tolist()}; the file was altered or "
-                         "assembled from two trainings. Retrain, or save the posterior again.")
 
 def load_posterior(path, device="cpu", prior: NamedPrior | None = None, config: dict | None = None,
                    fingerprint: str | None = None) -> NPEPosterior:
@@ -794,17 +782,10 @@ def load_posterior(path, device="cpu", prior: NamedPrior | None = None, config: 
     diffs = _differences(stored, asked, "in the file")
     if diffs: raise ValueError(f"{path} holds a posterior of another training: " + "; ".join(diffs))
     dev = get_device(device)
-    try:
-        post = torch.load(io.BytesIO(payload["posterior_pickle"]), map_location=dev, weights_only=False)
-        if dev.type != "cpu": post.to(dev)
+    try: post = _rebuild(payload, stored_prior, dev)       # never unpickled: rebuilt from configuration and weights
     except Exception as e:
-        try: post = _rebuild(payload, stored_prior, dev)
-        except Exception as e2:
-            raise RuntimeError(f"cannot load the sbi posterior in {path} ({versions}): {e}; "
-                               f"rebuilding from the weights failed too: {e2}") from e
-        warnings.warn(f"the pickled sbi posterior in {path} did not load ({versions}: {type(e).__name__}); "
-                      "rebuilt it from the saved configuration and weights", stacklevel=2)
-    else: _check_pickled_prior(path, stored_prior, post)
+        raise RuntimeError(f"cannot rebuild the sbi posterior in {path} from its configuration and weights "
+                           f"({versions}): {type(e).__name__}: {e}") from e
     h = pd.DataFrame(payload["history"])
     estimators = [getattr(q, "posterior_estimator", None) for q in getattr(post, "posteriors", [post])]
     return NPEPosterior(post, stored_prior, payload["x_shape"], [r.numpy() for r in payload["x_range"]], h,
