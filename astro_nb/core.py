@@ -125,16 +125,28 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 # %% ../nbs/00_core.ipynb #2ae577dd
+_PROGRESS_FILES = {}
+
+def _progress_file(path):
+    "The open file `path` for progress bars (opened once per process), or None when it is unset or cannot be opened."
+    if not path: return None
+    if path not in _PROGRESS_FILES:
+        try: _PROGRESS_FILES[path] = open(path, "a", buffering=1, encoding="utf-8")
+        except OSError: _PROGRESS_FILES[path] = None
+    return _PROGRESS_FILES[path]
+
 def progress(iterable=None, desc: str | None = None, total: int | None = None, disable=None, **kwargs):
-    """A `tqdm.auto` progress bar; silenced when the environment sets ASTRO_NB_PROGRESS=0, and drawn on the process's
-    own stderr (the terminal of `astro-nb run`, never the executed notebook's outputs) when it sets
-    ASTRO_NB_PROGRESS=terminal, as `astro-nb run` does for the kernels it starts."""
+    """A `tqdm.auto` progress bar; silenced when the environment sets ASTRO_NB_PROGRESS=0. With
+    ASTRO_NB_PROGRESS=terminal (what `astro-nb run` sets for the kernels it starts) it is drawn on the file named by
+    ASTRO_NB_PROGRESS_TO (the terminal of `astro-nb run`), never on this process's stderr: a kernel forwards its
+    file descriptor 2 into the executed notebook. Without a writable ASTRO_NB_PROGRESS_TO there is no bar."""
     import importlib.util
     mode = os.environ.get("ASTRO_NB_PROGRESS", "1")
     if disable is None: disable = mode == "0"
     if mode == "terminal":
         from tqdm.std import tqdm
-        return tqdm(iterable, desc=desc, total=total, disable=disable, file=sys.__stderr__, **kwargs)
+        out = _progress_file(os.environ.get("ASTRO_NB_PROGRESS_TO"))
+        return tqdm(iterable, desc=desc, total=total, disable=disable or out is None, file=out, **kwargs)
     if importlib.util.find_spec("ipywidgets") is None: from tqdm.std import tqdm   # text bar, no warning
     else: from tqdm.auto import tqdm
     return tqdm(iterable, desc=desc, total=total, disable=disable, **kwargs)

@@ -561,13 +561,19 @@ def _record_failure(study: str, run_dir: Path, e: BaseException):
 # %% ../nbs/01_runs.ipynb #6ee05200
 @contextlib.contextmanager
 def _kernel_progress(show: bool):
-    "The kernel started inside draws its progress bars on the terminal (ASTRO_NB_PROGRESS=terminal), or none at all."
-    old = os.environ.get("ASTRO_NB_PROGRESS")
-    os.environ["ASTRO_NB_PROGRESS"] = "0" if (old == "0" or not show) else "terminal"
+    """The kernel started inside draws its progress bars on this process's stderr, opened by name
+    (ASTRO_NB_PROGRESS=terminal, ASTRO_NB_PROGRESS_TO=/proc/PID/fd/2 where Linux gives one), or none at all."""
+    keys = ("ASTRO_NB_PROGRESS", "ASTRO_NB_PROGRESS_TO")
+    old = {k: os.environ.get(k) for k in keys}
+    target = f"/proc/{os.getpid()}/fd/2"
+    on = show and old["ASTRO_NB_PROGRESS"] != "0" and os.path.exists(target)
+    os.environ["ASTRO_NB_PROGRESS"] = "terminal" if on else "0"
+    if on: os.environ["ASTRO_NB_PROGRESS_TO"] = target
     try: yield
     finally:
-        if old is None: os.environ.pop("ASTRO_NB_PROGRESS", None)
-        else: os.environ["ASTRO_NB_PROGRESS"] = old
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
 
 def run_chapter(study: str, nb_path, params: dict, run_dir=None, progress_bar: bool = True,
                 kernel_name: str | None = None, fresh: bool = False) -> Path:

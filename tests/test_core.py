@@ -142,21 +142,27 @@ def test_interactive_folder_follows_parameters(tmp_path, monkeypatch):
     assert interactive_dir("demo").name == "demo-interactive"
 
 
-def test_progress_goes_to_the_terminal_not_the_notebook(monkeypatch):
-    "#20: under `astro-nb run` (ASTRO_NB_PROGRESS=terminal) bars go to the process's own stderr, never sys.stderr."
+def test_progress_goes_to_the_terminal_not_the_notebook(monkeypatch, tmp_path):
+    """#20: under `astro-nb run` bars go to the file it names (its own stderr), never to this process's stderr or
+    file descriptor 2, which a kernel forwards into the executed notebook."""
     import io, sys
     from astro_nb import core, runs
-    monkeypatch.setenv("ASTRO_NB_PROGRESS", "terminal")
-    captured = io.StringIO(); monkeypatch.setattr(sys, "stderr", captured)        # a kernel's stderr is the notebook's
+    tty = tmp_path / "tty"
+    monkeypatch.setenv("ASTRO_NB_PROGRESS", "terminal"); monkeypatch.setenv("ASTRO_NB_PROGRESS_TO", str(tty))
+    captured = io.StringIO(); monkeypatch.setattr(sys, "stderr", captured)
     real = io.StringIO(); monkeypatch.setattr(sys, "__stderr__", real)
     list(core.progress(range(3), desc="bar"))
-    assert captured.getvalue() == "" and "bar" in real.getvalue()
+    assert captured.getvalue() == "" and real.getvalue() == "" and "bar" in tty.read_text()
+    monkeypatch.setenv("ASTRO_NB_PROGRESS_TO", str(tmp_path / "no" / "such"))
+    assert core.progress(range(3)).disable                       # nowhere to draw: no bar at all
     monkeypatch.setenv("ASTRO_NB_PROGRESS", "0")
     assert core.progress(range(3)).disable
-    monkeypatch.delenv("ASTRO_NB_PROGRESS")
-    with runs._kernel_progress(True): assert core.os.environ["ASTRO_NB_PROGRESS"] == "terminal"
+    monkeypatch.delenv("ASTRO_NB_PROGRESS"); monkeypatch.delenv("ASTRO_NB_PROGRESS_TO")
+    with runs._kernel_progress(True):
+        assert core.os.environ["ASTRO_NB_PROGRESS"] == "terminal"
+        assert core.os.environ["ASTRO_NB_PROGRESS_TO"] == f"/proc/{core.os.getpid()}/fd/2"
     with runs._kernel_progress(False): assert core.os.environ["ASTRO_NB_PROGRESS"] == "0"
-    assert "ASTRO_NB_PROGRESS" not in core.os.environ
+    assert "ASTRO_NB_PROGRESS" not in core.os.environ and "ASTRO_NB_PROGRESS_TO" not in core.os.environ
 
 
 def test_interactive_folder_follows_the_study_code(tmp_path, monkeypatch):
